@@ -1,0 +1,138 @@
+"""Post-processing: turn raw model text into the suggestion shown, or a reason to show nothing."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from suggest_ls.context import Cursor
+from suggest_ls.prompt import ABSTAIN
+
+_PAIRS = {")": "(", "]": "[", "}": "{"}
+_OPENERS = set(_PAIRS.values())
+
+
+@dataclass(frozen=True)
+class StopRule:
+    """When generation may stop early: after one line, or when a block ends."""
+
+    multiline: bool = False
+    max_lines: int = 12
+    base_indent: int = 0
+    line_started: bool = True
+    stop: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class Cleaned:
+    """The text to insert and how many characters after the cursor it replaces, or a reason."""
+
+    text: str = ""
+    replace: int = 0
+    reason: str = ""
+
+
+def _indent(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
+
+
+def should_stop(text: str, rule: StopRule) -> bool:
+    """Whether the generated ``text`` already holds everything ``clean`` could keep."""
+    for s in rule.stop:
+        if s in text:
+            return True
+    if ABSTAIN in text:
+        return True
+    if not rule.multiline:
+        return "\n" in (text if rule.line_started else text.lstrip(" \t\r\n"))
+    lines = text.split("\n")
+    if len(lines) > rule.max_lines + 1:
+        return True
+    done = [ln for ln in lines[1:] if ln.strip()]
+    return any(_indent(ln) <= rule.base_indent for ln in done)
+
+
+def _balance(before: str, text: str) -> str:
+    """Cut ``text`` at its first closer that matches nothing open in ``before`` + ``text``."""
+    stack: list[str] = []
+    quote = ""
+    for ch in before[-2000:]:
+        if quote:
+            quote = "" if ch == quote or ch == "\n" else quote
+        elif ch in "\"'`":
+            quote = ch
+        elif ch in _OPENERS:
+            stack.append(ch)
+        elif ch in _PAIRS and stack and stack[-1] == _PAIRS[ch]:
+            stack.pop()
+    quote = ""
+    for i, ch in enumerate(text):
+        if quote:
+            quote = "" if ch == quote or ch == "\n" else quote
+        elif ch in "\"'`":
+            quote = ch
+        elif ch in _OPENERS:
+            stack.append(ch)
+        elif ch in _PAIRS:
+            if not stack or stack[-1] != _PAIRS[ch]:
+                return text[:i]
+            stack.pop()
+    return text
+
+
+def clean(raw: str, cursor: Cursor, rule: StopRule) -> Cleaned:
+    """Cut, trim and check the raw generation against the text around the cursor."""
+    text = raw
+    for s in rule.stop:
+        text = text.split(s, 1)[0]
+    if ABSTAIN in text:
+        text = text.split(ABSTAIN, 1)[0]
+        if not text.strip():
+            return Cleaned(reason="abstained (NEXT_TOKEN)")
+    text = text.replace("\r\n", "\n")
+    line_prefix = cursor.line_prefix
+    at_indent = line_prefix.strip() == ""
+    if at_indent:
+        text = text.lstrip("\n")
+        if line_prefix:
+            first, sep, rest = text.partition("\n")
+            text = first.lstrip(" \t") + sep + rest
+    elif text.startswith("\n"):
+        return Cleaned(reason="model ended the line")
+    if line_prefix.endswith((" ", "\t")):
+        text = text.lstrip(" \t") if "\n" not in text[:1] else text
+    if rule.multiline:
+        kept: list[str] = []
+        for i, line in enumerate(text.split("\n")):
+            if i and line.strip() and _indent(line) <= rule.base_indent:
+                break
+            if i >= rule.max_lines:
+                break
+            if kept and line.strip() and line.strip() == kept[-1].strip():
+                break
+            kept.append(line)
+        text = "\n".join(kept).rstrip()
+        following = [ln for ln in cursor.suffix.split("\n")[1:] if ln.strip()]
+        if following:
+            lines = text.split("\n")
+            for i, line in enumerate(lines):
+                if i and line.strip() == following[0].strip():
+                    text = "\n".join(lines[:i]).rstrip()
+                    break
+    else:
+        text = text.split("\n", 1)[0].rstrip()
+    text = _balance(cursor.prefix, text).rstrip() if not rule.multiline else text
+    if not text.strip():
+        return Cleaned(reason="empty after cleaning")
+    line_suffix = cursor.line_suffix
+    replace = 0
+    tail = line_suffix.rstrip()
+    if tail and text.strip() == tail.strip():
+        return Cleaned(reason="duplicates the text after the cursor")
+    if tail and text.endswith(tail):
+        replace = len(line_suffix)
+    elif tail and tail.startswith(text.strip()):
+        return Cleaned(reason="duplicates the text after the cursor")
+    next_line = next((ln for ln in cursor.suffix.split("\n")[1:] if ln.strip()), None)
+    if next_line is not None and at_indent and text.strip() == next_line.strip():
+        return Cleaned(reason="duplicates the next line")
+    return Cleaned(text=text, replace=replace)

@@ -1,0 +1,263 @@
+"""Command line: the server (stdio or TCP), one-shot completion, a health check and benchmarks."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import json
+import logging
+import os
+import sys
+import time
+from pathlib import Path
+
+from suggest_ls import __version__
+
+
+def _setup_logging(level: str, log_file: str | None) -> None:
+    handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(getattr(logging, level.upper(), logging.INFO))
+    logging.getLogger("pygls").setLevel(logging.WARNING if level != "debug" else logging.DEBUG)
+
+
+def parse_hostport(value: str) -> tuple[str, int]:
+    """Parse ``[HOST:]PORT``; the host defaults to loopback."""
+    host, _, port = value.rpartition(":")
+    return (host or "127.0.0.1"), int(port)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """The argument parser for ``suggest-ls``."""
+    p = argparse.ArgumentParser(prog="suggest-ls", description="Local inline code suggestions over LSP, on llama.cpp.")
+    p.add_argument("--version", action="version", version=f"suggest-ls {__version__}")
+    p.add_argument("--stdio", action="store_true", help="serve LSP on stdin/stdout (the default)")
+    p.add_argument("--tcp", metavar="[HOST:]PORT", help="serve LSP over TCP (host defaults to 127.0.0.1)")
+    p.add_argument("--model", default="", help="GGUF model path (overrides the embedded default)")
+    p.add_argument("--log-file", help="write the log here instead of stderr")
+    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    sub = p.add_subparsers(dest="command")
+
+    c = sub.add_parser("complete", help="run one completion through the whole pipeline")
+    c.add_argument("location", metavar="FILE:LINE:COL", help="1-based line and column of the cursor")
+    c.add_argument("--explain", action="store_true", help="show the prompt window and why nothing was shown")
+    c.add_argument("--repeat", type=int, default=1, help="run the completion N times (first and steady-state)")
+    c.add_argument("--json", action="store_true", help="print a JSON object instead of text")
+    c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting, e.g. temperature=0")
+
+    sub.add_parser("check", help="load the model, print the device, run a smoke completion")
+
+    b = sub.add_parser("bench", help="benchmarks: latency, throughput, quality")
+    b.add_argument("kind", choices=["latency", "throughput", "quality"])
+    b.add_argument("rest", nargs=argparse.REMAINDER)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Entry point of the ``suggest-ls`` command."""
+    args = build_parser().parse_args(argv)
+    _setup_logging(args.log_level, args.log_file)
+    if args.command == "complete":
+        return asyncio.run(_complete(args))
+    if args.command == "check":
+        return asyncio.run(_check(args))
+    if args.command == "bench":
+        from suggest_ls.bench import run_bench
+
+        return run_bench(args.kind, args.rest, model=args.model)
+    return _serve(args)
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from suggest_ls.server import create_server
+
+    server = create_server(args.model)
+    if args.tcp:
+        host, port = parse_hostport(args.tcp)
+        server.start_tcp(host, port)
+        return 0
+    # Keep stdout for the protocol alone: anything else written to fd 1 goes to stderr.
+    protocol_out = os.fdopen(os.dup(1), "wb", buffering=0)
+    os.dup2(2, 1)
+    sys.stdout = sys.stderr
+    server.start_io(sys.stdin.buffer, protocol_out)
+    return 0
+
+
+def _parse_sets(items: list[str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except json.JSONDecodeError:
+            out[key] = value
+    return out
+
+
+async def _load(model: str, settings_raw: dict[str, object]):  # type: ignore[no-untyped-def]
+    from suggest_ls.completer import Completer
+    from suggest_ls.engine import Engine, EngineConfig
+    from suggest_ls.models import resolve_model
+    from suggest_ls.prompt import detect_template
+    from suggest_ls.settings import resolve
+
+    settings, messages = resolve(settings_raw)
+    for m in messages:
+        print(f"warning: {m}", file=sys.stderr)
+    choice = resolve_model(model or settings.model)
+    engine = Engine(
+        EngineConfig(
+            choice.path,
+            context_size=settings.context_size,
+            parallel=settings.parallel,
+            threads=settings.threads,
+            gpu_layers=settings.gpu_layers,
+        )
+    ).start()
+    info = await asyncio.wrap_future(engine.ready)
+    template = detect_template(info.model, settings.template)
+    return engine, info, Completer(engine, template, settings), choice
+
+
+async def _complete(args: argparse.Namespace) -> int:
+    from suggest_ls.completer import CompletionRequest
+    from suggest_ls.document import Document
+    from suggest_ls.models import ModelError
+    from suggest_ls.prompt import build_prompt
+
+    path_s, _, rest = args.location.rpartition(":")
+    path_s, _, line_s = path_s.rpartition(":")
+    try:
+        line, col = int(line_s), int(rest)
+        text = Path(path_s).read_text(encoding="utf-8", errors="replace")
+    except (ValueError, OSError) as exc:
+        print(f"error: cannot read {args.location}: {exc}", file=sys.stderr)
+        return 2
+    doc = Document(path_s, text, encoding="utf-32")
+    offset = doc.offset(max(0, line - 1), max(0, col - 1))
+    raw = {"debounceMs": 0, **_parse_sets(args.set)}
+    t0 = time.perf_counter()
+    try:
+        engine, info, completer, choice = await _load(args.model, raw)
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    load_ms = (time.perf_counter() - t0) * 1000
+    runs = []
+    try:
+        for _ in range(max(1, args.repeat)):
+            completer.forget(Path(path_s).resolve().as_uri())  # measure the model, not the suggestion cache
+            req = CompletionRequest(
+                Path(path_s).resolve().as_uri(), 0, text, offset, Path(path_s).suffix.lstrip("."), manual=False
+            )
+            t1 = time.perf_counter()
+            result = await completer.complete(req)
+            runs.append((result, (time.perf_counter() - t1) * 1000))
+    finally:
+        engine.close()
+    result = runs[0][0]
+    rec = result.record
+    cursor = completer.cursor(req)
+    out = {
+        "model": str(choice.path),
+        "device": info.device,
+        "template": completer.template.name,
+        "suggestion": result.text,
+        "replace": result.replace,
+        "reason": result.reason,
+        "load_ms": round(load_ms, 1),
+        "runs": [
+            {
+                "total_ms": round(w, 1),
+                "queue_ms": round(r.record.queue_ms, 1) if r.record else 0,
+                "ttft_ms": round(r.record.ttft_ms, 1) if r.record else 0,
+                "engine_ms": round(r.record.engine_ms, 1) if r.record else 0,
+                "prompt_tokens": r.record.prompt_tokens if r.record else 0,
+                "cached_tokens": r.record.cached_tokens if r.record else 0,
+                "evaluated_tokens": r.record.evaluated_tokens if r.record else 0,
+                "generated_tokens": r.record.generated_tokens if r.record else 0,
+                "outcome": r.record.outcome if r.record else "",
+            }
+            for r, w in runs
+        ],
+    }
+    if args.json:
+        print(json.dumps(out, indent=2))
+        return 0
+    print(f"model      {Path(choice.path).name} ({info.quantization}) on {info.device}, template {out['template']}")
+    print(f"load       {load_ms:.0f} ms")
+    if result.text:
+        print(
+            "suggestion " + json.dumps(result.text) + (f" (replaces {result.replace} chars)" if result.replace else "")
+        )
+    else:
+        print(f"suggestion (none): {result.reason}")
+    if rec:
+        print(
+            f"prompt     {rec.prompt_tokens} tokens ({rec.cached_tokens} cached, {rec.evaluated_tokens} evaluated), "
+            f"{rec.generated_tokens} generated"
+        )
+    for i, r in enumerate(out["runs"]):  # type: ignore[arg-type]
+        label = "first" if i == 0 else f"run {i + 1}"
+        print(
+            f"{label:10} total {r['total_ms']:.1f} ms = queue {r['queue_ms']:.1f} + prompt eval/first token "
+            f"{r['ttft_ms'] - r['queue_ms']:.1f} + generation {r['engine_ms'] - r['ttft_ms']:.1f} ms "
+            f"(+ pipeline {r['total_ms'] - r['engine_ms']:.1f} ms); evaluated {r['evaluated_tokens']}, generated {r['generated_tokens']}"
+        )
+    if args.explain:
+        print("--- prompt ---")
+        print(build_prompt(cursor, completer.template))
+        print("--- end of prompt ---")
+        if not result.text:
+            print(f"why no suggestion: {result.reason}")
+    return 0
+
+
+async def _check(args: argparse.Namespace) -> int:
+    from suggest_ls.completer import CompletionRequest
+    from suggest_ls.device import gpu_memory
+    from suggest_ls.models import ModelError
+
+    t0 = time.perf_counter()
+    try:
+        engine, info, completer, choice = await _load(args.model, {"debounceMs": 0})
+    except ModelError as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 1
+    try:
+        print(f"suggest-ls {__version__}")
+        print(f"model      {choice.path} (from {choice.source})")
+        print(
+            f"           {info.model.name or '?'} [{info.model.architecture}] {info.quantization}, {info.size_bytes / 2**20:.0f} MiB"
+        )
+        print(f"template   {completer.template.name}")
+        print(
+            f"device     {info.device}; layers offloaded {info.gpu_layers}/{info.n_layers + 1}; {info.offload_reason}"
+        )
+        mem = gpu_memory()
+        if mem:
+            print(
+                f"gpu memory {mem.used / 2**30:.2f} / {mem.total / 2**30:.2f} GiB used ({mem.used / mem.total:.0%}) on {mem.name}"
+            )
+        else:
+            print("gpu memory no GPU (NVML unavailable)")
+        print(
+            f"threads    {info.threads}; context {info.n_ctx} per slot x {info.parallel} slots; load {info.load_ms:.0f} ms"
+        )
+        text = "def add(a, b):\n    return "
+        req = CompletionRequest("file:///check.py", 0, text, len(text), "python", manual=True)
+        result = await completer.complete(req)
+        rec = result.record
+        if rec is None or rec.outcome.startswith("error"):
+            print(f"error: smoke completion failed: {result.reason}", file=sys.stderr)
+            return 1
+        shown = json.dumps(result.text) if result.text else f"(none: {result.reason})"
+        print(f"smoke      {shown} in {rec.total_ms:.0f} ms ({rec.generated_tokens} tokens)")
+        print(f"total      {(time.perf_counter() - t0) * 1000:.0f} ms")
+        print("ok")
+        return 0
+    finally:
+        engine.close()

@@ -1,0 +1,559 @@
+"""The engine: one thread owns llama.cpp and decodes all jobs together in batches.
+
+Each parallel slot is one llama.cpp sequence. A job is placed in the slot that already holds
+the longest prefix of its prompt (the same document first), only the tokens after that prefix
+are evaluated, and every active job advances by one token per ``llama_decode`` call. Cancel
+flags are checked between decode steps.
+"""
+
+from __future__ import annotations
+
+import ctypes
+import hashlib
+import logging
+import os
+import threading
+import time
+from collections import deque
+from collections.abc import Callable
+from concurrent.futures import Future
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from suggest_ls.clean import StopRule, should_stop
+from suggest_ls.device import gpu_memory, plan_offload
+from suggest_ls.gguf import GGUFError, block_count
+from suggest_ls.models import ModelError, check_gguf
+from suggest_ls.prompt import ModelInfo
+
+log = logging.getLogger(__name__)
+
+
+@dataclass(frozen=True)
+class EngineConfig:
+    """What the engine needs to load a model."""
+
+    model_path: Path
+    context_size: int = 4096
+    parallel: int = 4
+    threads: int = 0
+    gpu_layers: int = -1
+    batch_window_ms: int = 30
+    n_batch: int = 512
+
+
+@dataclass(frozen=True)
+class GenRequest:
+    """One generation: prompt text, budget and stop rule; ``key`` gives slot affinity."""
+
+    key: str
+    prompt: str
+    max_tokens: int = 48
+    temperature: float = 0.0
+    rule: StopRule = StopRule()
+    priority: int = 0
+
+
+@dataclass(frozen=True)
+class GenResult:
+    """Text generated for one request with its timings and token counts."""
+
+    text: str
+    outcome: str  # done | cancelled | error
+    error: str = ""
+    prompt_tokens: int = 0
+    cached_tokens: int = 0
+    evaluated_tokens: int = 0
+    generated_tokens: int = 0
+    queue_ms: float = 0.0
+    ttft_ms: float = 0.0
+    total_ms: float = 0.0
+    first_prob: float = 1.0
+    slot: int = -1
+
+
+@dataclass(frozen=True)
+class LoadInfo:
+    """What was loaded and where it runs."""
+
+    model: ModelInfo
+    path: str
+    size_bytes: int
+    n_layers: int
+    gpu_layers: int
+    device: str
+    offload_reason: str
+    load_ms: float
+    n_ctx: int
+    parallel: int
+    threads: int
+    quantization: str
+
+
+@dataclass
+class Job:
+    """A request inside the engine; ``cancel`` may be set from any thread."""
+
+    req: GenRequest
+    done: Callable[[GenResult], None]
+    cancel: threading.Event = field(default_factory=threading.Event)
+    submitted: float = field(default_factory=time.perf_counter)
+    admitted: float = 0.0
+    first_token: float = 0.0
+    tokens: list[int] = field(default_factory=list)
+    todo: list[int] = field(default_factory=list)
+    generated: list[int] = field(default_factory=list)
+    pieces: bytearray = field(default_factory=bytearray)
+    cached: int = 0
+    evaluated: int = 0
+    first_prob: float = 1.0
+    next_token: int = -1
+    finished: bool = False
+    rng: np.random.Generator | None = None
+
+    def text(self) -> str:
+        """Generated text so far (an incomplete UTF-8 tail is left out)."""
+        return self.pieces.decode("utf-8", errors="ignore")
+
+
+@dataclass
+class Slot:
+    """One llama.cpp sequence and the tokens its KV cache holds."""
+
+    seq: int
+    tokens: list[int] = field(default_factory=list)
+    key: str = ""
+    job: Job | None = None
+    last_used: float = 0.0
+
+
+def _common_prefix(a: list[int], b: list[int]) -> int:
+    n = min(len(a), len(b))
+    i = 0
+    while i < n and a[i] == b[i]:
+        i += 1
+    return i
+
+
+class Engine:
+    """Owns the model in one thread; jobs go in with ``submit`` and come out through callbacks."""
+
+    def __init__(self, config: EngineConfig) -> None:
+        self.config = config
+        self.ready: Future[LoadInfo] = Future()
+        self._cond = threading.Condition()
+        self._pending: deque[Job] = deque()
+        self._stop = False
+        self._expected = 0
+        self._thread = threading.Thread(target=self._run, name="suggest-ls-engine", daemon=True)
+        self.stats = {"decode_calls": 0, "generated": 0, "evaluated": 0, "decode_s": 0.0, "errors": 0}
+        self._recent: deque[tuple[float, int, float]] = deque(maxlen=512)
+
+    # ----- public, any thread -----
+    def start(self) -> Engine:
+        """Start the engine thread; ``ready`` resolves once the model is loaded."""
+        self._thread.start()
+        return self
+
+    def submit(self, req: GenRequest, done: Callable[[GenResult], None]) -> Job:
+        """Queue a request; ``done`` is called exactly once from the engine thread."""
+        job = Job(req, done)
+        with self._cond:
+            if self._stop:
+                job.finished = True
+                done(GenResult("", "error", "engine stopped"))
+                return job
+            self._pending.append(job)
+            self._cond.notify()
+        return job
+
+    def expect(self, delta: int) -> None:
+        """Tell the engine how many requests are about to arrive (waiting out their debounce)."""
+        with self._cond:
+            self._expected = max(0, self._expected + delta)
+            self._cond.notify()
+
+    def tokens_per_second(self, window_s: float = 10.0) -> float:
+        """Generated tokens per second of decode time over the last ``window_s`` seconds."""
+        now = time.perf_counter()
+        recent = [(n, dt) for t, n, dt in list(self._recent) if now - t <= window_s]
+        busy = sum(dt for _, dt in recent)
+        return sum(n for n, _ in recent) / busy if busy > 0 else 0.0
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Stop the thread, answer every job still queued, and free the model."""
+        with self._cond:
+            self._stop = True
+            self._cond.notify_all()
+        if self._thread.is_alive() and threading.current_thread() is not self._thread:
+            self._thread.join(timeout)
+
+    # ----- engine thread -----
+    def _run(self) -> None:
+        try:
+            info = self._load()
+        except Exception as exc:
+            log.error("model load failed: %s", exc)
+            self.ready.set_exception(exc if isinstance(exc, ModelError) else ModelError(str(exc)))
+            self._fail_all("model not loaded")
+            return
+        self.ready.set_result(info)
+        try:
+            self._loop()
+        except Exception:
+            log.exception("engine thread crashed")
+        finally:
+            self._fail_all("engine stopped")
+            self._free()
+
+    def _fail_all(self, why: str) -> None:
+        with self._cond:
+            self._stop = True
+            jobs = list(self._pending)
+            self._pending.clear()
+        jobs += [s.job for s in getattr(self, "_slots", []) if s.job]
+        for job in jobs:
+            self._finish(job, "error", why)
+
+    def _load(self) -> LoadInfo:
+        import llama_cpp as L
+        from llama_cpp._logger import set_verbose
+
+        set_verbose(log.isEnabledFor(logging.DEBUG))
+        cfg = self.config
+        check_gguf(cfg.model_path)
+        t0 = time.perf_counter()
+        L.llama_backend_init()
+        path = str(cfg.model_path).encode()
+        mparams = L.llama_model_default_params()
+        try:
+            n_layers = block_count(cfg.model_path)
+        except GGUFError as exc:
+            raise ModelError(f"{exc}: {cfg.model_path}") from exc
+        size = cfg.model_path.stat().st_size
+        kv_guess = 2 * cfg.context_size * cfg.parallel * n_layers * 1024
+        plan = plan_offload(
+            cfg.gpu_layers, n_layers, size, kv_guess, bool(L.llama_supports_gpu_offload()), gpu_memory()
+        )
+        log.info("offload: %s", plan.reason)
+        mparams.n_gpu_layers = plan.layers
+        model = L.llama_model_load_from_file(path, mparams)
+        if not model and plan.layers:
+            log.warning("GPU load failed; retrying on the CPU")
+            mparams.n_gpu_layers = 0
+            plan = plan_offload(0, n_layers, size, kv_guess, False, None)
+            model = L.llama_model_load_from_file(path, mparams)
+        if not model:
+            raise ModelError(f"llama.cpp could not load the model: {cfg.model_path}")
+        self._model = model
+        threads = cfg.threads or os.cpu_count() or 1
+        cparams = L.llama_context_default_params()
+        cparams.n_ctx = cfg.context_size * cfg.parallel
+        cparams.n_batch = cfg.n_batch
+        cparams.n_ubatch = cfg.n_batch
+        cparams.n_seq_max = cfg.parallel
+        cparams.n_threads = threads
+        cparams.n_threads_batch = threads
+        cparams.swa_full = True
+        cparams.kv_unified = False
+        ctx = L.llama_init_from_model(model, cparams)
+        if not ctx:
+            L.llama_model_free(model)
+            raise ModelError("llama.cpp could not create a context (out of memory?)")
+        self._ctx = ctx
+        self._L: Any = L
+        self._vocab = L.llama_model_get_vocab(model)
+        self._mem = L.llama_get_memory(ctx)
+        self._n_vocab = L.llama_vocab_n_tokens(self._vocab)
+        self._n_ctx_slot = L.llama_n_ctx_seq(ctx) if hasattr(L, "llama_n_ctx_seq") else cfg.context_size
+        self._batch = L.llama_batch_init(cfg.n_batch, 0, 1)
+        self._slots = [Slot(i) for i in range(cfg.parallel)]
+        self._add_bos = bool(L.llama_vocab_get_add_bos(self._vocab))
+        self._bos = L.llama_vocab_bos(self._vocab)
+
+        def token_text(tok: int) -> str:
+            if tok < 0:
+                return ""
+            raw = L.llama_vocab_get_text(self._vocab, tok)
+            return raw.decode("utf-8", errors="replace") if raw else ""
+
+        model_info = ModelInfo(
+            name=self._meta("general.name"),
+            architecture=self._meta("general.architecture"),
+            fim_prefix=token_text(L.llama_vocab_fim_pre(self._vocab)),
+            fim_suffix=token_text(L.llama_vocab_fim_suf(self._vocab)),
+            fim_middle=token_text(L.llama_vocab_fim_mid(self._vocab)),
+            eos=token_text(L.llama_vocab_eos(self._vocab)),
+        )
+        desc = ctypes.create_string_buffer(256)
+        L.llama_model_desc(model, desc, 256)
+        device = "CPU"
+        if plan.layers:
+            mem = gpu_memory()
+            device = f"CUDA ({mem.name})" if mem else "GPU"
+        info = LoadInfo(
+            model=model_info,
+            path=str(cfg.model_path),
+            size_bytes=size,
+            n_layers=n_layers,
+            gpu_layers=min(plan.layers, n_layers + 1),
+            device=device,
+            offload_reason=plan.reason,
+            load_ms=(time.perf_counter() - t0) * 1000,
+            n_ctx=self._n_ctx_slot,
+            parallel=cfg.parallel,
+            threads=threads,
+            quantization=desc.value.decode(errors="replace"),
+        )
+        log.info(
+            "loaded %s (%s) in %.0f ms on %s, %d/%d layers offloaded",
+            model_info.name or cfg.model_path.name,
+            info.quantization,
+            info.load_ms,
+            device,
+            info.gpu_layers,
+            n_layers + 1,
+        )
+        return info
+
+    def _meta(self, key: str) -> str:
+        buf = ctypes.create_string_buffer(512)
+        n = self._L.llama_model_meta_val_str(self._model, key.encode(), buf, 512)
+        return buf.value.decode("utf-8", errors="replace") if n >= 0 else ""
+
+    def _free(self) -> None:
+        L = getattr(self, "_L", None)
+        if L is None:
+            return
+        L.llama_batch_free(self._batch)
+        L.llama_free(self._ctx)
+        L.llama_model_free(self._model)
+        self._L = None
+
+    def tokenize(self, text: str, add_bos: bool) -> list[int]:
+        """Tokenize with special tokens parsed (FIM markers are tokens)."""
+        L = self._L
+        data = text.encode("utf-8", errors="replace")
+        cap = len(data) + 8
+        buf = (L.llama_token * cap)()
+        n = L.llama_tokenize(self._vocab, data, len(data), buf, cap, add_bos, True)
+        if n < 0:
+            cap = -n
+            buf = (L.llama_token * cap)()
+            n = L.llama_tokenize(self._vocab, data, len(data), buf, cap, add_bos, True)
+        return list(buf[:n])
+
+    def _piece(self, tok: int) -> bytes:
+        buf = ctypes.create_string_buffer(64)
+        n = self._L.llama_token_to_piece(self._vocab, tok, buf, 64, 0, False)
+        if n < 0:
+            buf = ctypes.create_string_buffer(-n)
+            n = self._L.llama_token_to_piece(self._vocab, tok, buf, -n, 0, False)
+        return buf.raw[:n]
+
+    def _loop(self) -> None:
+        while True:
+            with self._cond:
+                if self._stop:
+                    return
+                active = any(s.job for s in self._slots)
+                if not active and not self._pending:
+                    self._cond.wait(0.5)
+                    continue
+                if not active and self._pending and self._expected > 0 and self.config.batch_window_ms:
+                    age = time.perf_counter() - self._pending[0].submitted
+                    wait = self.config.batch_window_ms / 1000 - age
+                    if wait > 0 and len(self._pending) < len(self._slots):
+                        self._cond.wait(wait)
+                        continue
+                self._admit()
+            self._reap_cancelled()
+            if any(s.job for s in self._slots):
+                self._step()
+
+    def _admit(self) -> None:
+        """Move pending jobs into free slots (called with the lock held)."""
+        keep: deque[Job] = deque()
+        pending = sorted(self._pending, key=lambda j: -j.req.priority)
+        self._pending.clear()
+        for job in pending:
+            if job.cancel.is_set():
+                self._finish(job, "cancelled")
+                continue
+            free = [s for s in self._slots if s.job is None]
+            if not free:
+                keep.append(job)
+                continue
+            try:
+                self._place(job, free)
+            except Exception as exc:
+                log.exception("could not start a job")
+                self._finish(job, "error", str(exc))
+        self._pending.extend(keep)
+
+    def _place(self, job: Job, free: list[Slot]) -> None:
+        req = job.req
+        tokens = self.tokenize(req.prompt, self._add_bos)
+        limit = self._n_ctx_slot - req.max_tokens - 1
+        if len(tokens) > limit:
+            head = [self._bos] if self._add_bos and tokens and tokens[0] == self._bos else []
+            tokens = head + tokens[len(tokens) - (limit - len(head)) :]
+        if not tokens:
+            tokens = [self._bos]
+        same = [s for s in free if s.key == req.key]
+        slot = max(
+            same or free,
+            key=lambda s: (_common_prefix(s.tokens, tokens), -s.last_used if not same else 0),
+        )
+        if not same and _common_prefix(slot.tokens, tokens) == 0:
+            slot = min(free, key=lambda s: s.last_used)
+        n = _common_prefix(slot.tokens, tokens)
+        if n >= len(tokens):
+            n = len(tokens) - 1
+        if n < len(slot.tokens):
+            self._L.llama_memory_seq_rm(self._mem, slot.seq, n, -1)
+            del slot.tokens[n:]
+        job.tokens = tokens
+        job.todo = tokens[n:]
+        job.cached = n
+        job.admitted = time.perf_counter()
+        seed = int.from_bytes(hashlib.blake2b(req.prompt.encode(errors="replace"), digest_size=8).digest(), "little")
+        job.rng = np.random.default_rng(seed)
+        slot.job = job
+        slot.key = req.key
+        slot.last_used = job.admitted
+
+    def _reap_cancelled(self) -> None:
+        for slot in self._slots:
+            job = slot.job
+            if job and job.cancel.is_set():
+                slot.job = None
+                self._finish(job, "cancelled")
+
+    def _step(self) -> None:
+        L = self._L
+        batch = self._batch
+        cap = self.config.n_batch
+        n = 0
+        outputs: list[tuple[Slot, int]] = []
+        for slot in self._slots:
+            job = slot.job
+            if job and not job.todo and job.next_token >= 0:
+                self._put(batch, n, job.next_token, len(slot.tokens), slot.seq, True)
+                slot.tokens.append(job.next_token)
+                job.next_token = -1
+                outputs.append((slot, n))
+                n += 1
+        for slot in self._slots:
+            job = slot.job
+            if not job or not job.todo or n >= cap:
+                continue
+            take = min(len(job.todo), cap - n)
+            chunk, job.todo = job.todo[:take], job.todo[take:]
+            for i, tok in enumerate(chunk):
+                last = not job.todo and i == take - 1
+                self._put(batch, n, tok, len(slot.tokens), slot.seq, last)
+                slot.tokens.append(tok)
+                if last:
+                    outputs.append((slot, n))
+                n += 1
+            job.evaluated += take
+        if n == 0:
+            return
+        batch.n_tokens = n
+        t0 = time.perf_counter()
+        rc = L.llama_decode(self._ctx, batch)
+        dt = time.perf_counter() - t0
+        self.stats["decode_calls"] += 1
+        self.stats["decode_s"] += dt
+        self.stats["evaluated"] += n
+        if rc != 0:
+            self._recover(rc)
+            return
+        now = time.perf_counter()
+        made = 0
+        for slot, index in outputs:
+            job = slot.job
+            assert job is not None
+            tok, prob = self._sample(job, index)
+            made += 1
+            if not job.generated:
+                job.first_token = now
+                job.first_prob = prob
+            if L.llama_vocab_is_eog(self._vocab, tok):
+                slot.job = None
+                self._finish(job, "done")
+                continue
+            job.generated.append(tok)
+            job.pieces += self._piece(tok)
+            if len(job.generated) >= job.req.max_tokens or should_stop(job.text(), job.req.rule):
+                slot.job = None
+                self._finish(job, "done")
+            else:
+                job.next_token = tok
+        self.stats["generated"] += made
+        self._recent.append((now, made, dt))
+
+    @staticmethod
+    def _put(batch: object, i: int, tok: int, pos: int, seq: int, logits: bool) -> None:
+        b = batch  # llama_batch
+        b.token[i] = tok  # type: ignore[attr-defined]
+        b.pos[i] = pos  # type: ignore[attr-defined]
+        b.n_seq_id[i] = 1  # type: ignore[attr-defined]
+        b.seq_id[i][0] = seq  # type: ignore[attr-defined]
+        b.logits[i] = 1 if logits else 0  # type: ignore[attr-defined]
+
+    def _sample(self, job: Job, index: int) -> tuple[int, float]:
+        ptr = self._L.llama_get_logits_ith(self._ctx, index)
+        logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
+        temp = job.req.temperature
+        if temp <= 0 or job.rng is None:
+            tok = int(np.argmax(logits))
+        else:
+            top = np.argpartition(logits, -40)[-40:]
+            z = logits[top] / temp
+            p = np.exp(z - z.max())
+            tok = int(top[job.rng.choice(len(top), p=p / p.sum())])
+        prob = 1.0
+        if not job.generated:
+            m = float(logits.max())
+            prob = float(np.exp(float(logits[tok]) - m) / np.exp(logits - m).sum())
+        return tok, prob
+
+    def _recover(self, rc: int) -> None:
+        """A failed decode: drop every active job with an error and clear the slots' caches."""
+        self.stats["errors"] += 1
+        log.error("llama_decode failed (rc=%d); clearing the cache and failing active jobs", rc)
+        for slot in self._slots:
+            self._L.llama_memory_seq_rm(self._mem, slot.seq, 0, -1)
+            slot.tokens.clear()
+            if slot.job:
+                job, slot.job = slot.job, None
+                self._finish(job, "error", f"decode failed (rc={rc})")
+
+    def _finish(self, job: Job, outcome: str, error: str = "") -> None:
+        if job.finished:
+            return
+        job.finished = True
+        end = time.perf_counter()
+        admitted = job.admitted or end
+        result = GenResult(
+            text=job.text() if outcome == "done" else "",
+            outcome=outcome,
+            error=error,
+            prompt_tokens=len(job.tokens),
+            cached_tokens=job.cached,
+            evaluated_tokens=job.evaluated + max(0, len(job.generated) - 1),
+            generated_tokens=len(job.generated),
+            queue_ms=(admitted - job.submitted) * 1000,
+            ttft_ms=((job.first_token or end) - job.submitted) * 1000,
+            total_ms=(end - job.submitted) * 1000,
+            first_prob=job.first_prob,
+        )
+        try:
+            job.done(result)
+        except Exception:
+            log.exception("job callback failed")

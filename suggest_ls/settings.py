@@ -1,0 +1,211 @@
+"""Settings in two layers: raw camelCase options from the client, resolved into one frozen object."""
+
+from __future__ import annotations
+
+import dataclasses
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+
+@dataclass(frozen=True)
+class Settings:
+    """The resolved, immutable configuration of one server."""
+
+    enabled: bool = True
+    model: str = ""
+    backend: str = "llamacpp"
+    endpoint: str = ""
+    api_key_env: str = "SUGGEST_LS_API_KEY"
+    context_size: int = 4096
+    gpu_layers: int = -1
+    threads: int = 0
+    parallel: int = 4
+    temperature: float = 0.1
+    max_tokens: int = 48
+    max_tokens_multiline: int = 96
+    debounce_ms: int = -1
+    batch_window_ms: int = 30
+    prompt_tokens: int = 1024
+    suffix_share: float = 0.25
+    multiline: str = "auto"
+    template: str = ""
+    min_confidence: float = 0.0
+    idle_unload_s: int = 0
+    log_level: str = "info"
+
+
+@dataclass(frozen=True)
+class Option:
+    """One client-facing option: its camelCase key, field, type and documentation."""
+
+    key: str
+    field: str
+    kind: type
+    description: str
+    check: Callable[[Any], bool] = lambda _v: True
+    choices: tuple[str, ...] = ()
+
+
+def _nonneg(v: Any) -> bool:
+    return v >= 0
+
+
+OPTIONS: tuple[Option, ...] = (
+    Option("enabled", "enabled", bool, "Turn suggestions on or off; off means no model work at all."),
+    Option(
+        "model",
+        "model",
+        str,
+        "Path to a GGUF model; empty picks SUGGEST_LS_MODEL, models/*.gguf, then the embedded default.",
+    ),
+    Option(
+        "backend",
+        "backend",
+        str,
+        "Where the model runs: 'llamacpp' (in-process) or 'openai' (a remote /v1/completions server).",
+        choices=("llamacpp", "openai"),
+    ),
+    Option(
+        "endpoint",
+        "endpoint",
+        str,
+        "Base URL of the OpenAI-compatible server when backend is 'openai', e.g. http://127.0.0.1:8000/v1.",
+    ),
+    Option("apiKeyEnv", "api_key_env", str, "Name of the environment variable holding the remote backend's API key."),
+    Option("contextSize", "context_size", int, "KV-cache tokens per parallel slot.", lambda v: 256 <= v <= 131072),
+    Option(
+        "gpuLayers",
+        "gpu_layers",
+        int,
+        "Layers to offload to the GPU; -1 means all that fit with 10% of memory left free, 0 means CPU.",
+        lambda v: v >= -1,
+    ),
+    Option("threads", "threads", int, "CPU threads for llama.cpp; 0 means one per core.", _nonneg),
+    Option("parallel", "parallel", int, "Sequences decoded together in one batch (slots).", lambda v: 1 <= v <= 64),
+    Option("temperature", "temperature", float, "Sampling temperature; 0 is greedy.", lambda v: 0 <= v <= 2),
+    Option(
+        "maxTokens", "max_tokens", int, "Most tokens generated for a single-line suggestion.", lambda v: 1 <= v <= 1024
+    ),
+    Option(
+        "maxTokensMultiline",
+        "max_tokens_multiline",
+        int,
+        "Most tokens generated for a multi-line suggestion.",
+        lambda v: 1 <= v <= 2048,
+    ),
+    Option(
+        "debounceMs",
+        "debounce_ms",
+        int,
+        "Wait after a keystroke before running the model; -1 adapts to the typing rhythm.",
+        lambda v: -1 <= v <= 5000,
+    ),
+    Option(
+        "batchWindowMs",
+        "batch_window_ms",
+        int,
+        "How long the engine waits to pack requests that are about to arrive into one batch.",
+        lambda v: 0 <= v <= 1000,
+    ),
+    Option(
+        "promptTokens",
+        "prompt_tokens",
+        int,
+        "Token budget for the text around the cursor.",
+        lambda v: 64 <= v <= 131072,
+    ),
+    Option(
+        "suffixShare",
+        "suffix_share",
+        float,
+        "Share of the prompt budget given to the text after the cursor.",
+        lambda v: 0 <= v <= 0.9,
+    ),
+    Option(
+        "multiline",
+        "multiline",
+        str,
+        "Multi-line suggestions: 'auto' (after a block opener), 'always' or 'never'.",
+        choices=("auto", "always", "never"),
+    ),
+    Option(
+        "template",
+        "template",
+        str,
+        "Override prompt template with {prefix} and {suffix}; empty picks one from the model.",
+    ),
+    Option(
+        "minConfidence",
+        "min_confidence",
+        float,
+        "Hide suggestions whose first token probability is below this (0 shows all).",
+        lambda v: 0 <= v <= 1,
+    ),
+    Option(
+        "idleUnloadSeconds",
+        "idle_unload_s",
+        int,
+        "Unload the model after this many idle seconds; 0 keeps it loaded.",
+        _nonneg,
+    ),
+    Option(
+        "logLevel",
+        "log_level",
+        str,
+        "Log level: 'debug' also logs document text.",
+        choices=("debug", "info", "warning", "error"),
+    ),
+)
+
+DEFAULTS = Settings()
+SECTION = "suggestLs"
+
+
+def default_of(option: Option) -> Any:
+    """Return the default value of an option."""
+    return getattr(DEFAULTS, option.field)
+
+
+def _coerce(option: Option, value: Any) -> Any:
+    if option.kind is bool:
+        if isinstance(value, bool):
+            return value
+        raise TypeError
+    if option.kind is int:
+        if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+            raise TypeError
+        return int(value)
+    if option.kind is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise TypeError
+        return float(value)
+    if not isinstance(value, str):
+        raise TypeError
+    return value
+
+
+def resolve(raw: Mapping[str, Any] | None, base: Settings = DEFAULTS) -> tuple[Settings, list[str]]:
+    """Resolve raw client options over ``base``; invalid values keep the base value with a message."""
+    if not raw:
+        return base, []
+    if SECTION in raw and isinstance(raw[SECTION], Mapping):
+        raw = raw[SECTION]
+    changes: dict[str, Any] = {}
+    messages: list[str] = []
+    known = {o.key: o for o in OPTIONS}
+    for key, value in raw.items():
+        option = known.get(key)
+        if option is None:
+            messages.append(f"unknown setting {SECTION}.{key} ignored")
+            continue
+        try:
+            coerced = _coerce(option, value)
+            ok = option.check(coerced) and (not option.choices or coerced in option.choices)
+        except (TypeError, ValueError):
+            ok = False
+        if not ok:
+            messages.append(f"invalid value {value!r} for {SECTION}.{key}; keeping {getattr(base, option.field)!r}")
+            continue
+        changes[option.field] = coerced
+    return dataclasses.replace(base, **changes), messages

@@ -1,0 +1,83 @@
+import pytest
+
+from suggest_ls.clean import StopRule, clean, should_stop
+from suggest_ls.context import cursor_from_snippet
+
+LINE = StopRule()
+
+
+def block(indent: int) -> StopRule:
+    return StopRule(multiline=True, base_indent=indent, line_started=False)
+
+
+@pytest.mark.parametrize(
+    ("snippet", "raw", "rule", "text", "replace", "reason"),
+    [
+        # plain single line: cut at the newline, trailing spaces dropped
+        ("def f(x):\n    return $0", "x + 1  \n\ndef g():", LINE, "x + 1", 0, ""),
+        # the abstain sentinel
+        ("x = $0", "NEXT_TOKEN", LINE, "", 0, "abstained (NEXT_TOKEN)"),
+        ("x = $0", "foo()NEXT_TOKEN", LINE, "foo()", 0, ""),
+        # whitespace only
+        ("x = $0", "   \n", LINE, "", 0, "empty after cleaning"),
+        # the model ends the line at once
+        ("x = 1$0", "\nprint(x)", LINE, "", 0, "model ended the line"),
+        # at indentation: leading blank lines and doubled indentation are dropped
+        ("def f():\n    $0", "\n    return 1\n", StopRule(line_started=False), "return 1", 0, ""),
+        # a space already typed: no second space
+        ("x = $0", " 42", LINE, "42", 0, ""),
+        # closers after the cursor are covered by the range, not duplicated
+        ("print($0)", "x, y)", LINE, "x, y)", 1, ""),
+        ("x = [foo(a, $0)]", "b)]", LINE, "b)]", 2, ""),
+        # an unmatched closer is cut
+        ("x = f(a)$0", ") + 1", LINE, "", 0, "empty after cleaning"),
+        ("y = [1, 2$0", ", 3]]", LINE, ", 3]", 0, ""),
+        # already present after the cursor
+        ("call($0)", ")", LINE, "", 0, "duplicates the text after the cursor"),
+        # a duplicate of the next line
+        (
+            "def f():\n    $0\n    return 1\n",
+            "return 1",
+            StopRule(line_started=False),
+            "",
+            0,
+            "duplicates the next line",
+        ),
+        # a block stops where the indentation returns to the opener's
+        (
+            "def f(x):\n    $0",
+            "y = x * 2\n    return y\n\ndef g():\n    pass",
+            block(0),
+            "y = x * 2\n    return y",
+            0,
+            "",
+        ),
+        # repeated lines are cut
+        ("def f(x):\n    $0", "x += 1\n    x += 1\n    x += 1", block(0), "x += 1", 0, ""),
+        # a block that would rewrite the next existing line stops before it
+        ("if a:\n    $0\nelse:\n    pass\n", "b()\n    c()\nelse:", block(0), "b()\n    c()", 0, ""),
+        # stop strings of the template
+        ("x = $0", "1<|endoftext|>junk", StopRule(stop=("<|endoftext|>",)), "1", 0, ""),
+    ],
+)
+def test_clean_table(snippet, raw, rule, text, replace, reason):
+    got = clean(raw, cursor_from_snippet(snippet), rule)
+    assert (got.text, got.replace, got.reason) == (text, replace, reason)
+
+
+@pytest.mark.parametrize(
+    ("text", "rule", "stop"),
+    [
+        ("x + 1", LINE, False),
+        ("x + 1\n", LINE, True),
+        ("\n", LINE, True),
+        ("\n", StopRule(line_started=False), False),
+        ("\n  return 1\n", StopRule(line_started=False), True),
+        ("y = 1\n    z = 2\n", block(0), False),
+        ("y = 1\n    z = 2\ndef g", block(0), True),
+        ("maybe NEXT_TOKEN", LINE, True),
+        ("a<eos>", StopRule(stop=("<eos>",)), True),
+    ],
+)
+def test_should_stop(text, rule, stop):
+    assert should_stop(text, rule) is stop

@@ -1,0 +1,79 @@
+import pytest
+
+from suggest_ls.context import cursor_from_snippet
+from suggest_ls.prompt import FAMILIES, RULES, ModelInfo, build_prompt, detect_template
+
+CUR = cursor_from_snippet("def f(x):\n    return $0\n\nprint(f(1))\n")
+
+
+@pytest.mark.parametrize(
+    ("info", "name", "expected"),
+    [
+        (
+            ModelInfo(fim_prefix="<fim_prefix>", fim_suffix="<fim_suffix>", fim_middle="<fim_middle>"),
+            "starcoder",
+            "<fim_prefix><fim_suffix>\n\nprint(f(1))\n<fim_middle>def f(x):\n    return ",
+        ),
+        (
+            ModelInfo(fim_prefix="▁<PRE>", fim_suffix="▁<SUF>", fim_middle="▁<MID>"),
+            "codellama",
+            "<PRE> <SUF>\n\nprint(f(1))\n <MID> def f(x):\n    return ",
+        ),
+        (
+            ModelInfo(fim_prefix="<｜fim▁begin｜>", fim_suffix="<｜fim▁hole｜>", fim_middle="<｜fim▁end｜>"),
+            "deepseek",
+            "<｜fim▁begin｜>def f(x):\n    return <｜fim▁hole｜>\n\nprint(f(1))\n<｜fim▁end｜>",
+        ),
+        (
+            ModelInfo(
+                name="Qwen2.5 Coder 1.5B",
+                fim_prefix="<|fim_prefix|>",
+                fim_suffix="<|fim_suffix|>",
+                fim_middle="<|fim_middle|>",
+            ),
+            "qwen",
+            "<|fim_prefix|>def f(x):\n    return <|fim_suffix|>\n\nprint(f(1))\n<|fim_middle|>",
+        ),
+        (
+            ModelInfo(
+                name="codegemma-2b",
+                architecture="gemma",
+                fim_prefix="<|fim_prefix|>",
+                fim_suffix="<|fim_suffix|>",
+                fim_middle="<|fim_middle|>",
+            ),
+            "codegemma",
+            "<|fim_prefix|>def f(x):\n    return <|fim_suffix|>\n\nprint(f(1))\n<|fim_middle|>",
+        ),
+        (
+            ModelInfo(fim_prefix="[PREFIX]", fim_suffix="[SUFFIX]", fim_middle="[MIDDLE]"),
+            "codestral",
+            "[SUFFIX]\n\nprint(f(1))\n[PREFIX]def f(x):\n    return ",
+        ),
+        (ModelInfo(name="Gemma 3 270m", architecture="gemma3"), "rules", RULES + "def f(x):\n    return "),
+    ],
+)
+def test_golden_prompts(info, name, expected):
+    template = detect_template(info)
+    assert template.name == name
+    assert build_prompt(CUR, template) == expected
+
+
+def test_rules_prompt_text():
+    assert RULES.startswith(
+        "Task: Complete the next step in this function.\nRules:\n- Only output code, no explanations."
+    )
+    assert '- If unsure, output "NEXT_TOKEN".' in RULES
+    assert RULES.endswith("Code:\n")
+
+
+def test_override_by_family_name_and_custom_text():
+    assert detect_template(ModelInfo(), "qwen") is FAMILIES["qwen"]
+    custom = detect_template(ModelInfo(eos="</s>"), "<s>{suffix}||{prefix}")
+    assert custom.name == "custom" and custom.stop == ("</s>",)
+    assert build_prompt(cursor_from_snippet("a$0b"), custom) == "<s>b||a"
+
+
+def test_placeholders_inside_the_code_are_not_expanded():
+    cur = cursor_from_snippet('s = "{suffix}"$0 # {prefix}')
+    assert build_prompt(cur, FAMILIES["bare"]) == 's = "{suffix}"'
