@@ -43,3 +43,13 @@ def test_every_field_has_one_documented_option():
     fields = {f for f in Settings.__dataclass_fields__}
     assert {o.field for o in OPTIONS} == fields
     assert all(o.description.endswith(".") for o in OPTIONS)
+
+
+def test_readme_settings_table_is_current():
+    import subprocess
+    import sys
+    from pathlib import Path
+
+    script = Path(__file__).resolve().parents[2] / "scripts" / "settings_table.py"
+    done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
+    assert done.returncode == 0, done.stderr
