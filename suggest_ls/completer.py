@@ -6,7 +6,9 @@ Plain data in and out; the LSP server module is the only caller that knows the p
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import os
 import threading
 import time
 from collections.abc import Callable
@@ -77,6 +79,7 @@ class _DocState:
     last_request: float = 0.0
     interval_ms: float = 150.0
     job: Handle | None = None
+    superseded: asyncio.Future[None] | None = None  # resolved when a newer request arrives
     shown: _Shown | None = None
     running: list[tuple[str, str, asyncio.Future[GenResult]]] = field(default_factory=list)
 
@@ -100,12 +103,26 @@ class Completer:
         self.recorder = recorder or Recorder()
         self._docs: dict[str, _DocState] = {}
         self.reason_hook: Callable[[str, str], None] | None = None
+        self._trace = os.environ.get("SUGGEST_LS_TRACE", "")
+
+    def _add(self, record: Record) -> None:
+        """Keep a request's record; also append it to the ``SUGGEST_LS_TRACE`` JSONL file when set."""
+        self.recorder.add(record)
+        if self._trace:
+            try:
+                with open(self._trace, "a", encoding="utf-8") as out:
+                    out.write(json.dumps(record.as_dict()) + "\n")
+            except OSError as exc:
+                log.warning("request trace not written: %s", exc)
+                self._trace = ""
 
     def forget(self, uri: str) -> None:
         """Drop per-document state (the document was closed)."""
         state = self._docs.pop(uri, None)
         if state and state.job is not None:
             state.job.cancel.set()
+        if state and state.superseded is not None and not state.superseded.done():
+            state.superseded.set_result(None)
 
     def cursor(self, req: CompletionRequest) -> Cursor:
         """The prompt window around the request's cursor."""
@@ -114,8 +131,9 @@ class Completer:
         return Cursor(prefix, suffix, req.language, req.uri)
 
     def _empty(self, req: CompletionRequest, reason: str, started: float, **extra: object) -> Suggestion:
+        extra.setdefault("version", req.version)
         record = Record(uri=req.uri, outcome=reason, total_ms=(time.perf_counter() - started) * 1000, **extra)  # type: ignore[arg-type]
-        self.recorder.add(record)
+        self._add(record)
         log.info("no suggestion for %s v%d: %s", req.uri, req.version, reason)
         return Suggestion(reason=reason, record=record)
 
@@ -134,6 +152,10 @@ class Completer:
         if state.job is not None:
             state.job.cancel.set()
             state.job = None
+        if state.superseded is not None and not state.superseded.done():
+            state.superseded.set_result(None)  # the older request answers now, not after its job stops
+        superseded: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        state.superseded = superseded
         if not s.enabled:
             return self._empty(req, "disabled", started)
         if self.backend is None:
@@ -154,19 +176,25 @@ class Completer:
         hit = self._type_through(state, req)
         if hit is not None:
             record = Record(
-                uri=req.uri, outcome="cache", total_ms=(time.perf_counter() - started) * 1000, cache_hit=True
+                uri=req.uri,
+                outcome="cache",
+                total_ms=(time.perf_counter() - started) * 1000,
+                cache_hit=True,
+                version=req.version,
             )
-            self.recorder.add(record)
+            self._add(record)
             return replace(hit, record=record)
         debounce = s.debounce_ms if s.debounce_ms >= 0 else adaptive_debounce(state.interval_ms)
+        waited = 0.0
         if debounce > 0 and not req.manual:
             self.backend.expect(1)
             try:
-                await asyncio.sleep(debounce / 1000)
+                await asyncio.wait({superseded}, timeout=debounce / 1000)
             finally:
                 self.backend.expect(-1)
+            waited = (time.perf_counter() - started) * 1000
             if state.generation != generation:
-                return self._empty(req, "superseded while debouncing", started)
+                return self._empty(req, "superseded while debouncing", started, debounce_ms=waited)
         block = wants_block(cursor, s.multiline)
         rule = StopRule(
             multiline=block,
@@ -193,23 +221,22 @@ class Completer:
         entry = (prefix_full, cursor.suffix, future)
         state.running.append(entry)
         try:
-            result = await asyncio.shield(future)
+            await asyncio.wait([future, superseded], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
         except asyncio.CancelledError:
             job.cancel.set()
+            self._record_later(req, future, "cancelled by the client", started, waited)
             raise
         finally:
             if state.job is job:
                 state.job = None
             state.running.remove(entry)
-        timing = dict(
-            queue_ms=result.queue_ms,
-            ttft_ms=result.ttft_ms,
-            engine_ms=result.total_ms,
-            prompt_tokens=result.prompt_tokens,
-            cached_tokens=result.cached_tokens,
-            evaluated_tokens=result.evaluated_tokens,
-            generated_tokens=result.generated_tokens,
-        )
+        if not future.done():  # a newer request for this document: answer now, record the engine's work later
+            job.cancel.set()
+            log.info("no suggestion for %s v%d: superseded", req.uri, req.version)
+            self._record_later(req, future, "superseded", started, waited)
+            return Suggestion(reason="superseded")
+        result = future.result()
+        timing = _timing(result, req.version, waited)
         if result.outcome == "cancelled" or state.generation != generation:
             return self._empty(req, "superseded", started, **timing)
         if result.outcome == "error":
@@ -221,7 +248,7 @@ class Completer:
             return self._empty(req, cleaned.reason, started, **timing)
         state.shown = _Shown(prefix_full, cursor.suffix, cleaned.text, cleaned.replace)
         record = Record(uri=req.uri, outcome="shown", total_ms=(time.perf_counter() - started) * 1000, **timing)  # type: ignore[arg-type]
-        self.recorder.add(record)
+        self._add(record)
         log.info(
             "suggestion for %s v%d: %d chars in %.0f ms (prompt %d tokens, %d cached, %d evaluated, %d generated)",
             req.uri,
@@ -234,6 +261,20 @@ class Completer:
             result.generated_tokens,
         )
         return Suggestion(cleaned.text, cleaned.replace, record=record)
+
+    def _record_later(
+        self, req: CompletionRequest, future: asyncio.Future[GenResult], outcome: str, started: float, waited: float
+    ) -> None:
+        """Add the record of an answered-early request once its engine job reports what it cost."""
+        total_ms = (time.perf_counter() - started) * 1000
+
+        def add(f: asyncio.Future[GenResult]) -> None:
+            if f.cancelled():
+                return
+            record = Record(uri=req.uri, outcome=outcome, total_ms=total_ms, **_timing(f.result(), req.version, waited))  # type: ignore[arg-type]
+            self._add(record)
+
+        future.add_done_callback(add)
 
     def _type_through(self, state: _DocState, req: CompletionRequest) -> Suggestion | None:
         """The rest of the shown suggestion when the user typed its start, without a model run."""
@@ -261,6 +302,23 @@ def _indent_width(cursor: Cursor, block: bool) -> int:
     lines = cursor.prefix.split("\n")[:-1]
     opener = next((ln for ln in reversed(lines) if ln.strip()), "")
     return len(opener) - len(opener.lstrip(" \t"))
+
+
+def _timing(result: GenResult, version: int, waited: float) -> dict[str, float | int]:
+    """The engine's figures for a request's record."""
+    return dict(
+        queue_ms=result.queue_ms,
+        ttft_ms=result.ttft_ms,
+        engine_ms=result.total_ms,
+        prompt_tokens=result.prompt_tokens,
+        cached_tokens=result.cached_tokens,
+        evaluated_tokens=result.evaluated_tokens,
+        generated_tokens=result.generated_tokens,
+        drafted_tokens=result.drafted_tokens,
+        accepted_tokens=result.accepted_tokens,
+        version=version,
+        debounce_ms=waited,
+    )
 
 
 def _resolve(future: asyncio.Future[GenResult], result: GenResult) -> None:

@@ -2,8 +2,11 @@
 
 Each parallel slot is one llama.cpp sequence. A job is placed in the slot that already holds
 the longest prefix of its prompt (the same document first), only the tokens after that prefix
-are evaluated, and every active job advances by one token per ``llama_decode`` call. Cancel
-flags are checked between decode steps.
+are evaluated, and every active job advances by one token per ``llama_decode`` call. Prompts are
+evaluated in chunks of at most ``prefill_chunk`` tokens a step (shortest first), so a long prompt
+never holds up the others for long. Cancel flags are checked between decode steps. With
+``draft_tokens`` > 0 a generating job also feeds tokens drafted from its own prompt (the tokens
+that followed the last earlier occurrence of its latest n-gram) and keeps those the model agrees with.
 """
 
 from __future__ import annotations
@@ -43,6 +46,9 @@ class EngineConfig:
     gpu_layers: int = -1
     batch_window_ms: int = 30
     n_batch: int = 512
+    prefill_chunk: int = 128
+    draft_tokens: int = 0
+    draft_ngram: int = 3
 
 
 @dataclass(frozen=True)
@@ -73,6 +79,9 @@ class GenResult:
     total_ms: float = 0.0
     first_prob: float = 1.0
     slot: int = -1
+    steps: int = 0
+    drafted_tokens: int = 0
+    accepted_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -113,6 +122,10 @@ class Job:
     next_token: int = -1
     finished: bool = False
     rng: np.random.Generator | None = None
+    slot: int = -1
+    steps: int = 0
+    drafted: int = 0
+    accepted: int = 0
 
     def text(self) -> str:
         """Generated text so far (an incomplete UTF-8 tail is left out)."""
@@ -136,6 +149,34 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     while i < n and a[i] == b[i]:
         i += 1
     return i
+
+
+def pick_slot(free: list[Slot], key: str, tokens: list[int]) -> Slot:
+    """The free slot for a prompt: its document's own, else one holding most of the prompt, else the LRU.
+
+    A slot that shares only the template's head with the prompt is not taken from another
+    document: that would throw away the other document's cache to save a few tokens.
+    """
+    same = [s for s in free if s.key == key]
+    if same:
+        return max(same, key=lambda s: _common_prefix(s.tokens, tokens))
+    best = max(free, key=lambda s: (_common_prefix(s.tokens, tokens), -s.last_used))
+    if _common_prefix(best.tokens, tokens) * 2 >= len(tokens) > 0:
+        return best
+    return min(free, key=lambda s: (s.last_used, len(s.tokens)))
+
+
+def find_draft(context: list[int], n: int, k: int, window: int = 4096) -> list[int]:
+    """Up to ``k`` tokens that followed the latest earlier occurrence of the last ``n`` tokens."""
+    if k <= 0 or n <= 0 or len(context) <= n:
+        return []
+    tail = context[-n:]
+    first = tail[0]
+    stop = max(-1, len(context) - n - 1 - window)
+    for i in range(len(context) - n - 1, stop, -1):
+        if context[i] == first and context[i : i + n] == tail:
+            return context[i + n : i + n + k]
+    return []
 
 
 class Engine:
@@ -359,6 +400,7 @@ class Engine:
             with self._cond:
                 if self._stop:
                     return
+                self._reap_cancelled()
                 active = any(s.job for s in self._slots)
                 if not active and not self._pending:
                     self._cond.wait(0.5)
@@ -370,7 +412,6 @@ class Engine:
                         self._cond.wait(wait)
                         continue
                 self._admit()
-            self._reap_cancelled()
             if any(s.job for s in self._slots):
                 self._step()
 
@@ -403,13 +444,7 @@ class Engine:
             tokens = head + tokens[len(tokens) - (limit - len(head)) :]
         if not tokens:
             tokens = [self._bos]
-        same = [s for s in free if s.key == req.key]
-        slot = max(
-            same or free,
-            key=lambda s: (_common_prefix(s.tokens, tokens), -s.last_used if not same else 0),
-        )
-        if not same and _common_prefix(slot.tokens, tokens) == 0:
-            slot = min(free, key=lambda s: s.last_used)
+        slot = pick_slot(free, req.key, tokens)
         n = _common_prefix(slot.tokens, tokens)
         if n >= len(tokens):
             n = len(tokens) - 1
@@ -422,6 +457,7 @@ class Engine:
         job.admitted = time.perf_counter()
         seed = int.from_bytes(hashlib.blake2b(req.prompt.encode(errors="replace"), digest_size=8).digest(), "little")
         job.rng = np.random.default_rng(seed)
+        job.slot = slot.seq
         slot.job = job
         slot.key = req.key
         slot.last_used = job.admitted
@@ -434,33 +470,43 @@ class Engine:
                 self._finish(job, "cancelled")
 
     def _step(self) -> None:
+        """One ``llama_decode``: a token (plus drafts) per generating job, then prompt chunks."""
         L = self._L
         batch = self._batch
         cap = self.config.n_batch
         n = 0
-        outputs: list[tuple[Slot, int]] = []
+        outputs: list[tuple[Slot, int, list[int]]] = []  # slot, index of its first logits, drafts fed
         for slot in self._slots:
             job = slot.job
             if job and not job.todo and job.next_token >= 0:
-                self._put(batch, n, job.next_token, len(slot.tokens), slot.seq, True)
-                slot.tokens.append(job.next_token)
+                drafts = self._drafts(job, cap - n - 1)
+                fed = [job.next_token, *drafts]
+                for tok in fed:
+                    self._put(batch, n, tok, len(slot.tokens), slot.seq, True)
+                    slot.tokens.append(tok)
+                    n += 1
+                outputs.append((slot, n - len(fed), drafts))
+                job.evaluated += len(fed)
+                job.drafted += len(drafts)
                 job.next_token = -1
-                outputs.append((slot, n))
-                n += 1
-        for slot in self._slots:
+        budget = min(cap - n, max(1, self.config.prefill_chunk))
+        prefilling = sorted((s for s in self._slots if s.job and s.job.todo), key=lambda s: len(s.job.todo))  # type: ignore[union-attr]
+        for slot in prefilling:
             job = slot.job
-            if not job or not job.todo or n >= cap:
-                continue
-            take = min(len(job.todo), cap - n)
+            assert job is not None
+            take = min(len(job.todo), budget)
+            if take <= 0:
+                break
             chunk, job.todo = job.todo[:take], job.todo[take:]
             for i, tok in enumerate(chunk):
                 last = not job.todo and i == take - 1
                 self._put(batch, n, tok, len(slot.tokens), slot.seq, last)
                 slot.tokens.append(tok)
                 if last:
-                    outputs.append((slot, n))
+                    outputs.append((slot, n, []))
                 n += 1
             job.evaluated += take
+            budget -= take
         if n == 0:
             return
         batch.n_tokens = n
@@ -475,27 +521,61 @@ class Engine:
             return
         now = time.perf_counter()
         made = 0
-        for slot, index in outputs:
-            job = slot.job
-            assert job is not None
-            tok, prob = self._sample(job, index)
+        for slot in self._slots:
+            if slot.job:
+                slot.job.steps += 1
+        for slot, index, drafts in outputs:
+            made += self._advance(slot, index, drafts, now)
+        self.stats["generated"] += made
+        self._recent.append((now, made, dt))
+
+    def _drafts(self, job: Job, room: int) -> list[int]:
+        """Tokens to verify after the job's next token, looked up in its own prompt and output."""
+        cfg = self.config
+        k = min(cfg.draft_tokens, room, job.req.max_tokens - len(job.generated) - 1)
+        if k <= 0:
+            return []
+        if job.drafted >= 4 * cfg.draft_tokens and job.accepted * 2 < job.drafted:
+            return []  # this job's drafts keep failing: plain decoding is cheaper
+        return find_draft(job.tokens + job.generated, cfg.draft_ngram, k)
+
+    def _advance(self, slot: Slot, index: int, drafts: list[int], now: float) -> int:
+        """Sample the job's next tokens from the logits at ``index``..; keep the drafts that match."""
+        L = self._L
+        job = slot.job
+        assert job is not None
+        base = len(slot.tokens) - len(drafts)  # KV length up to and including the token fed first
+        made = 0
+        accepted = 0
+        finished = False
+        for k in range(len(drafts) + 1):
+            tok, prob = self._sample(job, index + k)
             made += 1
             if not job.generated:
                 job.first_token = now
                 job.first_prob = prob
             if L.llama_vocab_is_eog(self._vocab, tok):
-                slot.job = None
-                self._finish(job, "done")
-                continue
+                finished = True
+                break
             job.generated.append(tok)
             job.pieces += self._piece(tok)
             if len(job.generated) >= job.req.max_tokens or should_stop(job.text(), job.req.rule):
-                slot.job = None
-                self._finish(job, "done")
-            else:
-                job.next_token = tok
-        self.stats["generated"] += made
-        self._recent.append((now, made, dt))
+                finished = True
+                break
+            if k < len(drafts) and tok == drafts[k]:
+                accepted += 1  # already in the KV cache: its logits are the next row
+                continue
+            job.next_token = tok
+            break
+        job.accepted += accepted
+        keep = base + accepted
+        if keep < len(slot.tokens):
+            self._L.llama_memory_seq_rm(self._mem, slot.seq, keep, -1)
+            del slot.tokens[keep:]
+        if finished:
+            slot.job = None
+            self._finish(job, "done")
+        return made
 
     @staticmethod
     def _put(batch: object, i: int, tok: int, pos: int, seq: int, logits: bool) -> None:
@@ -546,12 +626,16 @@ class Engine:
             error=error,
             prompt_tokens=len(job.tokens),
             cached_tokens=job.cached,
-            evaluated_tokens=job.evaluated + max(0, len(job.generated) - 1),
+            evaluated_tokens=job.evaluated,
             generated_tokens=len(job.generated),
             queue_ms=(admitted - job.submitted) * 1000,
             ttft_ms=((job.first_token or end) - job.submitted) * 1000,
             total_ms=(end - job.submitted) * 1000,
             first_prob=job.first_prob,
+            slot=job.slot,
+            steps=job.steps,
+            drafted_tokens=job.drafted,
+            accepted_tokens=job.accepted,
         )
         try:
             job.done(result)

@@ -24,6 +24,10 @@ class Record:
     generated_tokens: int = 0
     cache_hit: bool = False
     at: float = field(default_factory=time.time)
+    version: int = -1
+    debounce_ms: float = 0.0
+    drafted_tokens: int = 0
+    accepted_tokens: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """Plain dict for JSON."""

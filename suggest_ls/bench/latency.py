@@ -1,0 +1,530 @@
+"""``suggest-ls bench latency``: replay a person typing real source files through LSP, side by side.
+
+Each server under test runs as a subprocess spoken to over stdio the way an editor does: per
+keystroke one incremental ``didChange`` and one automatic ``inlineCompletion`` (older requests
+are never cancelled, as Neovim 0.12 does not). The same replay goes to suggest-ls, to a naive
+single-lock pygls server and to llama-cpp-python's OpenAI-compatible server behind the same
+kind of LSP shim (``suggest_ls.bench.baseline``). Reported per server: round trip percentiles
+for every request and for the last keystroke of each burst (the ones a person waits on),
+keystroke-to-suggestion time, model runs per keystroke, tokens evaluated per completion against
+the new text since the document's previous completion, stale and unanswered responses, and the
+server overhead (round trip minus debounce and engine time). JSON, a table and a latency CDF plot.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import socket
+import sys
+import tempfile
+import time
+import urllib.request
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Any
+
+from suggest_ls.bench.common import Progress, machine, pcts, table, write_json
+from suggest_ls.bench.lspclient import Call, LspClient
+from suggest_ls.bench.typist import DEFAULT_FILES, Keystroke, Rhythm, Source, plan
+from suggest_ls.document import utf16_len
+
+SERVERS = ("suggest-ls", "naive", "openai")
+CAPABILITIES: dict[str, Any] = {
+    "general": {"positionEncodings": ["utf-16"]},
+    "textDocument": {"inlineCompletion": {}, "synchronization": {}},
+}
+
+
+@dataclass
+class Sent:
+    """One replayed keystroke and the completion request that followed it."""
+
+    key: Keystroke
+    version: int
+    typed_at: float
+    call: Call
+
+
+def position(text: str, offset: int) -> dict[str, int]:
+    """The LSP position (UTF-16 columns) of a string offset."""
+    line = text.count("\n", 0, offset)
+    start = text.rfind("\n", 0, offset) + 1
+    return {"line": line, "character": utf16_len(text[start:offset])}
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Session:
+    """One server under test: its processes, its trace and its log."""
+
+    def __init__(self, kind: str, model: str, settings: dict[str, Any], workdir: Path, threads: int) -> None:
+        self.kind = kind
+        self.model = model
+        self.settings = settings
+        self.dir = workdir / kind
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self.trace = self.dir / "trace.jsonl"
+        self.threads = threads
+        self.helper: asyncio.subprocess.Process | None = None
+        self.client: LspClient | None = None
+
+    async def start(self) -> LspClient:
+        """Start the server (and the OpenAI server behind the shim) and initialize LSP."""
+        env = dict(os.environ)
+        stderr = (self.dir / "stderr.txt").open("wb")
+        if self.kind == "suggest-ls":
+            env["SUGGEST_LS_TRACE"] = str(self.trace)
+            argv = [sys.executable, "-m", "suggest_ls", "--stdio", "--log-file", str(self.dir / "server.log")]
+            argv += ["--model", self.model]
+        else:
+            argv = [sys.executable, "-m", "suggest_ls.bench.baseline", "--mode", self.kind, "--model", self.model]
+            argv += [
+                "--trace",
+                str(self.trace),
+                "--settings",
+                json.dumps(self.settings),
+                "--threads",
+                str(self.threads),
+            ]
+            if self.kind == "openai":
+                argv += ["--endpoint", await self._start_openai()]
+        self.client = await LspClient.spawn(argv, env=env, stderr=stderr)
+        await self.client.request(
+            "initialize",
+            {
+                "processId": os.getpid(),
+                "rootUri": None,
+                "capabilities": CAPABILITIES,
+                "initializationOptions": self.settings,
+            },
+            timeout=120,
+        )
+        self.client.notify("initialized", {})
+        for _ in range(1200):
+            status = await self.client.request("suggest/status", {}, timeout=60)
+            if status and status.get("state") != "loading":
+                if status.get("state") not in ("ready",):
+                    raise RuntimeError(f"{self.kind}: server not ready: {status}")
+                break
+            await asyncio.sleep(0.1)
+        return self.client
+
+    async def _start_openai(self) -> str:
+        port = _free_port()
+        threads = str(self.threads or os.cpu_count() or 1)
+        n_ctx = str(self.settings.get("contextSize", 4096))
+        log = (self.dir / "openai-server.log").open("wb")
+        self.helper = await asyncio.create_subprocess_exec(
+            *[sys.executable, "-m", "llama_cpp.server", "--model", self.model, "--host", "127.0.0.1"],
+            *["--port", str(port), "--n_ctx", n_ctx, "--n_threads", threads, "--n_threads_batch", threads],
+            *["--verbose", "False"],
+            stdout=log,
+            stderr=log,
+        )
+        url = f"http://127.0.0.1:{port}/v1"
+        for _ in range(600):
+            if self.helper.returncode is not None:
+                raise RuntimeError(f"llama_cpp.server exited; see {self.dir / 'openai-server.log'}")
+            with contextlib.suppress(OSError):
+                urllib.request.urlopen(url + "/models", timeout=1).read()
+                return url
+            await asyncio.sleep(0.2)
+        raise RuntimeError("llama_cpp.server did not start")
+
+    async def stop(self) -> None:
+        """Shut everything down."""
+        if self.client is not None:
+            await self.client.close()
+        if self.helper is not None and self.helper.returncode is None:
+            self.helper.terminate()
+            try:
+                await asyncio.wait_for(self.helper.wait(), 10)
+            except TimeoutError:
+                self.helper.kill()
+                await self.helper.wait()
+
+    def records(self) -> list[dict[str, Any]]:
+        """The per-request records the server wrote."""
+        if not self.trace.exists():
+            return []
+        out = []
+        for line in self.trace.read_text(encoding="utf-8").splitlines():
+            with contextlib.suppress(ValueError):
+                out.append(json.loads(line))
+        return out
+
+
+async def replay(
+    kind: str,
+    client: LspClient,
+    sources: list[Source],
+    keys: list[Keystroke],
+    grace: float,
+) -> tuple[list[Sent], list[float]]:
+    """Open the documents, warm each one up, then type; returns what was sent and the warm-up times."""
+    texts = [s.initial for s in sources]
+    versions = [1] * len(sources)
+    for s in sources:
+        client.notify(
+            "textDocument/didOpen",
+            {"textDocument": {"uri": s.uri, "languageId": "python", "version": 1, "text": s.initial}},
+        )
+    warm = []
+    for s in sources:
+        t = time.perf_counter()
+        await client.request(
+            "textDocument/inlineCompletion",
+            {
+                "textDocument": {"uri": s.uri},
+                "position": position(s.initial, s.start),
+                "context": {"triggerKind": 1},
+            },
+        )
+        warm.append((time.perf_counter() - t) * 1000)
+    progress = Progress(f"latency {kind}", len(keys))
+    sent: list[Sent] = []
+    t0 = time.perf_counter() + 0.2
+    for i, k in enumerate(keys):
+        delay = t0 + k.at - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        text = texts[k.doc]
+        at = position(text, k.offset)
+        versions[k.doc] += 1
+        typed_at = time.perf_counter()
+        client.notify(
+            "textDocument/didChange",
+            {
+                "textDocument": {"uri": sources[k.doc].uri, "version": versions[k.doc]},
+                "contentChanges": [{"range": {"start": at, "end": at}, "text": k.text}],
+            },
+        )
+        text = text[: k.offset] + k.text + text[k.offset :]
+        texts[k.doc] = text
+        call = client.send(
+            "textDocument/inlineCompletion",
+            {
+                "textDocument": {"uri": sources[k.doc].uri},
+                "position": position(text, k.offset + len(k.text)),
+                "context": {"triggerKind": 2},
+            },
+        )
+        sent.append(Sent(k, versions[k.doc], typed_at, call))
+        answered = sum(1 for s in sent if s.call.answered)
+        progress.update(i + 1, f"{answered} answered")
+    last = time.perf_counter()
+    done = -1
+    while True:
+        now_done = sum(1 for s in sent if s.call.answered)
+        if now_done == len(sent):
+            break
+        if now_done != done:
+            done, last = now_done, time.perf_counter()
+        elif time.perf_counter() - last > grace:
+            break
+        await asyncio.sleep(0.05)
+    progress.close()
+    return sent, warm
+
+
+def analyse(
+    kind: str, sent: list[Sent], records: list[dict[str, Any]], sources: list[Source], count_tokens: Any
+) -> dict[str, Any]:
+    """The figures for one server from what the client saw and what the server recorded."""
+    by_version = {(r.get("uri"), r.get("version")): r for r in records}
+    typed_times: dict[int, list[float]] = {}
+    for s in sent:
+        typed_times.setdefault(s.key.doc, []).append(s.typed_at)
+    rtt_all: list[float] = []
+    rtt_last: list[float] = []
+    to_suggestion: list[float] = []
+    shown = stale = unanswered = errors = 0
+    last_shown = 0
+    overhead: list[float] = []
+    for s in sent:
+        call = s.call
+        if not call.answered:
+            unanswered += 1
+            continue
+        if call.error:
+            errors += 1
+        rtt_all.append(call.rtt_ms)
+        items = (call.result or {}).get("items") if isinstance(call.result, dict) else None
+        later = any(call.sent < t < call.answered for t in typed_times[s.key.doc])
+        if items:
+            if later:
+                stale += 1
+            else:
+                shown += 1
+        if s.key.pause_after:
+            rtt_last.append(call.rtt_ms)
+            if items and not later:
+                last_shown += 1
+                to_suggestion.append((call.answered - s.typed_at) * 1000)
+        r = by_version.get((sources[s.key.doc].uri, s.version))
+        if r and _ran(r) and not str(r.get("outcome", "")).startswith(("superseded", "cancel")):
+            overhead.append(call.rtt_ms - float(r.get("debounce_ms", 0.0)) - float(r.get("engine_ms", 0.0)))
+    runs = [r for r in records if _ran(r) and r.get("version", 0) > 1]
+    evaluated = [float(r["evaluated_tokens"]) for r in runs if "evaluated_tokens" in r]
+    generated = [float(r.get("generated_tokens", 0)) for r in runs]
+    over_bound = _over_bound(sent, records, sources, count_tokens)
+    drafted = sum(int(r.get("drafted_tokens", 0)) for r in runs)
+    accepted = sum(int(r.get("accepted_tokens", 0)) for r in runs)
+    outcomes: dict[str, int] = {}
+    for r in records:
+        if r.get("version", 0) > 1:
+            o = str(r.get("outcome", ""))
+            o = "superseded" if o.startswith("superseded") else o
+            outcomes[o] = outcomes.get(o, 0) + 1
+    return {
+        "server": kind,
+        "keystrokes": len(sent),
+        "burst_ends": sum(1 for s in sent if s.key.pause_after),
+        "answered": len(rtt_all),
+        "unanswered": unanswered,
+        "errors": errors,
+        "shown": shown,
+        "stale": stale,
+        "burst_ends_with_suggestion": last_shown,
+        "server_ms_all": pcts(rtt_all),
+        "server_ms_last_keystroke": pcts(rtt_last),
+        "keystroke_to_suggestion_ms": pcts(to_suggestion),
+        "model_runs": len(runs),
+        "model_runs_per_keystroke": round(len(runs) / max(1, len(sent)), 3),
+        "tokens_evaluated_per_completion": pcts(evaluated),
+        "tokens_generated_per_completion": pcts(generated),
+        "completions_over_token_bound": over_bound,
+        "server_overhead_ms": pcts(overhead, 2),
+        "drafted_tokens": drafted,
+        "accepted_tokens": accepted,
+        "outcomes": outcomes,
+        "_rtt_last": rtt_last,
+        "_rtt_all": rtt_all,
+    }
+
+
+def _ran(record: dict[str, Any]) -> bool:
+    """Whether the request reached the model (suggest-ls: admitted to a slot)."""
+    return bool(record.get("ran")) or int(record.get("prompt_tokens", 0)) > 0
+
+
+def _over_bound(
+    sent: list[Sent], records: list[dict[str, Any]], sources: list[Source], count_tokens: Any
+) -> dict[str, Any]:
+    """Completions that evaluated more than the new text's tokens + generated + 8 (KV reuse misses)."""
+    if count_tokens is None:
+        return {"checked": 0, "over": 0}
+    inserted: dict[tuple[int, int], str] = {(s.key.doc, s.version): s.key.text for s in sent}
+    doc_of = {src.uri: i for i, src in enumerate(sources)}
+    runs = sorted(
+        (r for r in records if r.get("prompt_tokens", 0) > 0 and r.get("uri") in doc_of and "evaluated_tokens" in r),
+        key=lambda r: (r["uri"], r.get("version", 0)),
+    )
+    checked = over = 0
+    examples: list[dict[str, int]] = []
+    previous: dict[str, int] = {}
+    for r in runs:
+        doc = doc_of[r["uri"]]
+        v = int(r.get("version", 0))
+        if r["uri"] in previous and v > 1:
+            new_text = "".join(inserted.get((doc, x), "") for x in range(previous[r["uri"]] + 1, v + 1))
+            bound = count_tokens(new_text) + int(r.get("generated_tokens", 0)) + 8
+            checked += 1
+            if int(r["evaluated_tokens"]) > bound:
+                over += 1
+                if len(examples) < 5:
+                    examples.append({"version": v, "evaluated": int(r["evaluated_tokens"]), "bound": bound})
+        previous[r["uri"]] = v
+    return {"checked": checked, "over": over, "examples": examples}
+
+
+def plot(results: dict[str, dict[str, Any]], path: str) -> None:
+    """A CDF of last-keystroke and all-request latency per server."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, ax = plt.subplots(figsize=(8, 5))
+    for name, res in results.items():
+        for key, style in (("_rtt_last", "-"), ("_rtt_all", ":")):
+            values = sorted(res.get(key, []))
+            if not values:
+                continue
+            ys = [(i + 1) / len(values) for i in range(len(values))]
+            label = f"{name} ({'last keystroke' if key == '_rtt_last' else 'all requests'})"
+            ax.step(values, ys, style, where="post", label=label)
+    ax.set_xscale("log")
+    ax.set_xlabel("server latency (ms, request sent to answer received)")
+    ax.set_ylabel("share of requests")
+    ax.set_title("suggest-ls bench latency: typing replay")
+    ax.grid(True, which="both", alpha=0.3)
+    ax.legend(fontsize=8)
+    Path(path).parent.mkdir(parents=True, exist_ok=True)
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+def _token_counter(model: str) -> Any:
+    try:
+        from llama_cpp import Llama
+
+        llm = Llama(model, vocab_only=True, verbose=False)
+    except Exception:
+        return None
+    return lambda text: len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
+
+
+def _parse_sets(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+def build_parser() -> argparse.ArgumentParser:
+    """Arguments of ``suggest-ls bench latency``."""
+    p = argparse.ArgumentParser(prog="suggest-ls bench latency", description=__doc__.split("\n")[0])
+    p.add_argument("--files", nargs="+", default=list(DEFAULT_FILES), help="files to type (stdlib names or paths)")
+    p.add_argument("--seconds", type=float, default=60.0, help="how long the person types")
+    p.add_argument("--key-ms", type=float, default=Rhythm.key_ms, help="median gap between keys in a burst")
+    p.add_argument("--pause-ms", default="400:1500", help="pause length range MIN:MAX")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--concurrent", action="store_true", help="one typist per document, all at once")
+    p.add_argument("--servers", default=",".join(SERVERS), help="comma list of: " + ", ".join(SERVERS))
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a suggest-ls setting (all servers)")
+    p.add_argument("--threads", type=int, default=0, help="threads for the baselines (0: one per core)")
+    p.add_argument("--grace", type=float, default=30.0, help="seconds without any answer before giving up")
+    p.add_argument("--out", default="bench-results/latency.json", help="where the JSON goes")
+    p.add_argument("--plot", default="", help="PNG path (default: next to the JSON)")
+    return p
+
+
+async def _run(args: argparse.Namespace, model: str) -> int:
+    from suggest_ls.models import resolve_model
+
+    model_path = str(resolve_model(model).path)
+    low, _, high = args.pause_ms.partition(":")
+    rhythm = Rhythm(key_ms=args.key_ms, pause_ms=(float(low), float(high or low)))
+    sources, keys = plan(args.files, args.seconds, rhythm, args.seed, args.concurrent)
+    settings = _parse_sets(args.set)
+    count_tokens = _token_counter(model_path)
+    results: dict[str, dict[str, Any]] = {}
+    warmups: dict[str, list[float]] = {}
+    workdir = Path(tempfile.mkdtemp(prefix="suggest-ls-bench-latency-"))
+    print(
+        f"replaying {len(keys)} keystrokes ({sum(k.pause_after for k in keys)} burst ends) over {args.seconds:.0f} s "
+        f"into {', '.join(Path(s.path).name for s in sources)}; logs in {workdir}",
+        file=sys.stderr,
+    )
+    for kind in [k.strip() for k in args.servers.split(",") if k.strip()]:
+        if kind not in SERVERS:
+            print(f"unknown server {kind!r}", file=sys.stderr)
+            return 2
+        session = Session(kind, model_path, settings, workdir, args.threads)
+        try:
+            client = await session.start()
+            sent, warm = await replay(kind, client, sources, keys, args.grace)
+        finally:
+            await session.stop()
+        warmups[kind] = [round(w, 1) for w in warm]
+        results[kind] = analyse(kind, sent, session.records(), sources, count_tokens)
+        results[kind]["first_completion_ms"] = warmups[kind]
+    report = _report(args, results, sources, keys, settings)
+    print(_table(results))
+    for line in _ratios_text(report["ratios"]):
+        print(line)
+    write_json(args.out, report)
+    png = args.plot or str(Path(args.out).with_suffix(".png"))
+    plot(results, png)
+    print(f"wrote {args.out} and {png}")
+    return 0
+
+
+def _report(
+    args: argparse.Namespace,
+    results: dict[str, dict[str, Any]],
+    sources: list[Source],
+    keys: list[Keystroke],
+    settings: dict[str, Any],
+) -> dict[str, Any]:
+    ratios: dict[str, Any] = {}
+    ours = results.get("suggest-ls")
+    if ours:
+        for name in ("naive", "openai"):
+            other = results.get(name)
+            if not other:
+                continue
+            for q in ("p50", "p90", "p99"):
+                a = ours["server_ms_last_keystroke"][q]
+                b = other["server_ms_last_keystroke"][q]
+                ratios[f"{name}_over_suggest_ls_last_keystroke_{q}"] = round(b / a, 2) if a else None
+    clean = {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in results.items()}
+    return {
+        "benchmark": "latency",
+        "machine": machine(),
+        "config": {
+            "files": [s.path for s in sources],
+            "seconds": args.seconds,
+            "keystrokes": len(keys),
+            "burst_ends": sum(k.pause_after for k in keys),
+            "rhythm": asdict(Rhythm(key_ms=args.key_ms)) | {"pause_ms": args.pause_ms},
+            "seed": args.seed,
+            "concurrent": args.concurrent,
+            "settings": settings,
+        },
+        "servers": clean,
+        "ratios": ratios,
+    }
+
+
+def _ratios_text(ratios: dict[str, Any]) -> list[str]:
+    return [f"{k}: {v}x" for k, v in ratios.items()]
+
+
+def _table(results: dict[str, dict[str, Any]]) -> str:
+    header = ["server", "last p50", "last p90", "last p99", "all p50", "all p99", "k→sugg p50", "runs/key"]
+    header += ["eval p50", "eval max", "over bound", "stale", "unanswered", "overhead p50"]
+    rows = []
+    for name, r in results.items():
+        last, everything = r["server_ms_last_keystroke"], r["server_ms_all"]
+        rows.append(
+            [
+                name,
+                last["p50"],
+                last["p90"],
+                last["p99"],
+                everything["p50"],
+                everything["p99"],
+                r["keystroke_to_suggestion_ms"]["p50"],
+                r["model_runs_per_keystroke"],
+                r["tokens_evaluated_per_completion"]["p50"],
+                r["tokens_evaluated_per_completion"]["max"],
+                f"{r['completions_over_token_bound']['over']}/{r['completions_over_token_bound']['checked']}",
+                r["stale"],
+                r["unanswered"],
+                r["server_overhead_ms"]["p50"],
+            ]
+        )
+    return (
+        table(header, rows) + "\n(ms; 'last' = the last keystroke of each burst; eval = tokens evaluated per model run)"
+    )
+
+
+def main(argv: list[str], model: str = "") -> int:
+    """Run the latency benchmark."""
+    args = build_parser().parse_args(argv)
+    return asyncio.run(_run(args, model))
