@@ -9,6 +9,47 @@ from suggest_ls.prompt import ABSTAIN
 
 _PAIRS = {")": "(", "]": "[", "}": "{"}
 _OPENERS = set(_PAIRS.values())
+# Generation stops at these per language (a new top-level definition or a fence ends any suggestion).
+_FENCE = ("\n```",)
+LANGUAGE_STOPS: dict[str, tuple[str, ...]] = {
+    "python": ("\nif __name__", "\n#!"),
+    "py": ("\nif __name__", "\n#!"),
+    "markdown": (),
+}
+
+
+def language_stops(language: str) -> tuple[str, ...]:
+    """Stop strings for a language (LSP id or file extension)."""
+    return _FENCE + LANGUAGE_STOPS.get(language.lower(), ())
+
+
+def _indent_unit(text: str) -> str:
+    """The indentation the text uses: a tab, or the smallest step of leading spaces (default 4)."""
+    widths: list[int] = []
+    for line in text.split("\n")[-200:]:
+        lead = line[: len(line) - len(line.lstrip(" \t"))]
+        if not line.strip() or not lead:
+            continue
+        if lead.startswith("\t"):
+            return "\t"
+        widths.append(len(lead))
+    step = min((w for w in widths if w > 0), default=4)
+    return " " * (step if step in (2, 3, 4, 8) else 4)
+
+
+def fix_indentation(text: str, context: str) -> str:
+    """Re-indent lines that start with tabs in a spaces file (or spaces in a tabs file)."""
+    unit = _indent_unit(context)
+    out: list[str] = []
+    for line in text.split("\n"):
+        body = line.lstrip(" \t")
+        lead = line[: len(line) - len(body)]
+        if unit == "\t" and "    " in lead:
+            lead = lead.replace("    ", "\t")
+        elif unit != "\t" and "\t" in lead:
+            lead = lead.replace("\t", unit)
+        out.append(lead + body)
+    return "\n".join(out)
 
 
 @dataclass(frozen=True)
@@ -29,6 +70,11 @@ class Cleaned:
     text: str = ""
     replace: int = 0
     reason: str = ""
+
+
+def _meaningful(line: str) -> bool:
+    """A line worth comparing for repeats: not just closers or a keyword like ``else:``."""
+    return len(line) >= 6 and any(ch.isalnum() for ch in line)
 
 
 def _indent(line: str) -> int:
@@ -123,6 +169,7 @@ def clean(raw: str, cursor: Cursor, rule: StopRule) -> Cleaned:
     text = _balance(cursor.prefix, text).rstrip() if not rule.multiline else text
     if not text.strip():
         return Cleaned(reason="empty after cleaning")
+    text = fix_indentation(text, cursor.prefix + cursor.suffix)
     line_suffix = cursor.line_suffix
     replace = 0
     tail = line_suffix.rstrip()
@@ -135,4 +182,8 @@ def clean(raw: str, cursor: Cursor, rule: StopRule) -> Cleaned:
     next_line = next((ln for ln in cursor.suffix.split("\n")[1:] if ln.strip()), None)
     if next_line is not None and at_indent and text.strip() == next_line.strip():
         return Cleaned(reason="duplicates the next line")
+    previous = next((ln for ln in reversed(cursor.prefix.split("\n")[:-1]) if ln.strip()), None)
+    first = text.split("\n", 1)[0].strip()
+    if previous is not None and at_indent and first == previous.strip() and _meaningful(first):
+        return Cleaned(reason="repeats the line above")
     return Cleaned(text=text, replace=replace)

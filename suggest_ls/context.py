@@ -3,7 +3,10 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+import time
+from collections import deque
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 
 CLOSERS = frozenset(")]}>\"'`;:,. \t")
 _WORD = re.compile(r"[\w$]")
@@ -93,3 +96,100 @@ def wants_block(cursor: Cursor, mode: str = "auto") -> bool:
     previous_indent = len(previous) - len(previous.lstrip())
     next_indent = len(next_line) - len(next_line.lstrip())
     return not next_line or next_indent <= previous_indent
+
+
+@dataclass(frozen=True)
+class Chunk:
+    """A piece of another file, or of a place edited earlier, offered to the model as extra context."""
+
+    path: str
+    text: str
+    start_line: int = 0
+    at: float = field(default=0.0, compare=False)
+
+
+def _lines_around(text: str, offset: int, lines: int) -> tuple[int, str]:
+    """About ``lines`` whole lines centred on ``offset`` and the number of the first one."""
+    offset = max(0, min(offset, len(text)))
+    start = text.rfind("\n", 0, offset) + 1
+    for _ in range(lines // 2):
+        if start == 0:
+            break
+        start = text.rfind("\n", 0, start - 1) + 1
+    end = offset
+    for _ in range(lines - lines // 2):
+        found = text.find("\n", end)
+        if found < 0:
+            end = len(text)
+            break
+        end = found + 1
+    return text.count("\n", 0, start), text[start:end]
+
+
+def _code_lines(text: str) -> set[str]:
+    """The distinct non-trivial lines of a text, stripped (for near-copy checks)."""
+    return {ln.strip() for ln in text.split("\n") if len(ln.strip()) > 3}
+
+
+def near_copy(chunk: str, window: str, threshold: float = 0.5) -> bool:
+    """Whether most of the chunk's lines are already in the prompt window."""
+    lines = _code_lines(chunk)
+    if not lines:
+        return True
+    return len(lines & _code_lines(window)) / len(lines) >= threshold
+
+
+class ChunkRing:
+    """Recently edited places across documents: a small ring of chunks, de-duplicated, oldest out."""
+
+    def __init__(self, size: int = 16, lines: int = 24) -> None:
+        self.size = size
+        self.lines = lines
+        self._chunks: deque[Chunk] = deque()
+
+    def __len__(self) -> int:
+        return len(self._chunks)
+
+    def chunks(self) -> list[Chunk]:
+        """The chunks, newest first."""
+        return list(reversed(self._chunks))
+
+    def add(self, path: str, text: str, offset: int) -> None:
+        """Remember the lines around ``offset`` (where the user is editing ``path``)."""
+        first, body = _lines_around(text, offset, self.lines)
+        if not body.strip():
+            return
+        fresh = Chunk(path, body, first, time.monotonic())
+        keep = deque(
+            c
+            for c in self._chunks
+            if not (c.path == path and abs(c.start_line - first) < self.lines) and not near_copy(c.text, body, 0.8)
+        )
+        keep.append(fresh)
+        while len(keep) > self.size:
+            keep.popleft()
+        self._chunks = keep
+
+    def forget(self, path: str) -> None:
+        """Drop the chunks of a document (it was closed)."""
+        self._chunks = deque(c for c in self._chunks if c.path != path)
+
+
+def pick_extra(
+    candidates: Iterable[Chunk], window_text: str, budget_chars: int, max_chunks: int = 4
+) -> tuple[Chunk, ...]:
+    """Chunks to put before the code: newest first, no near-copies of the window or of each other."""
+    picked: list[Chunk] = []
+    used = 0
+    seen = window_text
+    for chunk in candidates:
+        if len(picked) >= max_chunks:
+            break
+        text = chunk.text if len(chunk.text) <= budget_chars - used else ""
+        if not text.strip() or near_copy(text, seen):
+            continue
+        picked.append(chunk)
+        used += len(text)
+        seen += "\n" + text
+    # oldest first, so the newest chunk sits closest to the code
+    return tuple(reversed(picked))

@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from suggest_ls.context import Cursor
+from suggest_ls.context import Chunk, Cursor
 
 RULES = (
     "Task: Complete the next step in this function.\n"
@@ -17,7 +17,10 @@ RULES = (
     "Code:\n"
 )
 ABSTAIN = "NEXT_TOKEN"
-_SLOT = re.compile(r"\{prefix\}|\{suffix\}")
+# Line comment marker by LSP language id (and file extension, for the command line); "//" otherwise.
+_HASH = "python py shellscript sh bash zsh ruby rb perl pl r yaml yml toml makefile dockerfile cmake nim julia jl"
+_DASH = "lua sql haskell hs elm ada vhdl"
+COMMENTS = {**{k: "#" for k in _HASH.split()}, **{k: "--" for k in _DASH.split()}, "lisp": ";", "clojure": ";"}
 
 
 @dataclass(frozen=True)
@@ -28,6 +31,11 @@ class Template:
     fmt: str
     stop: tuple[str, ...] = ()
     fim: bool = False
+    # Repo-level file layout (``{path}``, ``{text}``) for extra chunks, and the current file's header;
+    # empty: extra chunks go before the prefix as commented-out lines.
+    file_fmt: str = ""
+    current_fmt: str = ""
+    extra: bool = True
 
 
 @dataclass(frozen=True)
@@ -42,18 +50,20 @@ class ModelInfo:
     eos: str = ""
 
 
-def _fim(name: str, fmt: str, *stop: str) -> Template:
-    return Template(name, fmt, tuple(s for s in stop if s), fim=True)
+def _fim(name: str, fmt: str, *stop: str, file_fmt: str = "", current_fmt: str = "") -> Template:
+    return Template(name, fmt, tuple(s for s in stop if s), True, file_fmt, current_fmt)
 
 
 FAMILIES: dict[str, Template] = {
     # Suffix-first (SPM) where the family was trained on it: the suffix stays cached while typing.
     "starcoder": _fim(
         "starcoder",
-        "<fim_prefix><fim_suffix>{suffix}<fim_middle>{prefix}",
+        "{extra}<fim_prefix><fim_suffix>{suffix}<fim_middle>{prefix}",
         "<|endoftext|>",
         "<file_sep>",
         "<fim_prefix>",
+        file_fmt="<file_sep>{path}\n{text}",
+        current_fmt="<file_sep>{path}\n",
     ),
     "codellama": _fim("codellama", "<PRE> <SUF>{suffix} <MID> {prefix}", "<EOT>", "</s>"),
     "deepseek": _fim(
@@ -61,18 +71,20 @@ FAMILIES: dict[str, Template] = {
     ),
     "qwen": _fim(
         "qwen",
-        "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>",
+        "{extra}<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>",
         "<|endoftext|>",
         "<|file_sep|>",
         "<|fim_pad|>",
         "<|repo_name|>",
+        file_fmt="<|file_sep|>{path}\n{text}",
+        current_fmt="<|file_sep|>{path}\n",
     ),
     "codestral": _fim("codestral", "[SUFFIX]{suffix}[PREFIX]{prefix}", "</s>"),
     "codegemma": _fim(
         "codegemma", "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>", "<|file_separator|>", "<eos>"
     ),
-    "rules": Template("rules", RULES + "{prefix}", ("\n\n\n",)),
-    "bare": Template("bare", "{prefix}", ("\n\n\n",)),
+    "rules": Template("rules", RULES + "{extra}{prefix}", ("\n\n\n",)),
+    "bare": Template("bare", "{prefix}", ("\n\n\n",), extra=False),
 }
 
 
@@ -99,7 +111,49 @@ def detect_template(info: ModelInfo, override: str = "") -> Template:
     return FAMILIES["rules"]
 
 
-def build_prompt(cursor: Cursor, template: Template) -> str:
-    """Fill the template with the cursor's windows."""
-    parts = {"{prefix}": cursor.prefix, "{suffix}": cursor.suffix}
-    return _SLOT.sub(lambda m: parts[m.group(0)], template.fmt)
+def short_path(uri: str, parts: int = 3) -> str:
+    """The last few components of a document's path, for file headers in the prompt."""
+    path = uri.split("://", 1)[-1].replace("\\", "/")
+    return "/".join(path.rstrip("/").split("/")[-parts:])
+
+
+def comment_marker(language: str) -> str:
+    """The line comment marker of a language id or file extension."""
+    return COMMENTS.get(language.lower(), "//")
+
+
+def render_extra(extra: tuple[Chunk, ...], template: Template, cursor: Cursor) -> str:
+    """Lay out extra chunks: repo-level file tokens where the family has them, else comments."""
+    if not extra:
+        return ""
+    if template.file_fmt:
+        files = "".join(
+            _fill(template.file_fmt, {"{path}": short_path(c.path), "{text}": _ends_nl(c.text)}) for c in extra
+        )
+        return files + _fill(template.current_fmt, {"{path}": short_path(cursor.path)})
+    mark = comment_marker(cursor.language)
+    out: list[str] = []
+    for chunk in extra:
+        out.append(f"{mark} Path: {short_path(chunk.path)}\n")
+        out.extend(f"{mark} {line}".rstrip() + "\n" for line in chunk.text.rstrip("\n").split("\n"))
+        out.append("\n")
+    return "".join(out)
+
+
+def build_prompt(cursor: Cursor, template: Template, extra: tuple[Chunk, ...] = ()) -> str:
+    """Fill the template with the cursor's windows (and extra context, placed at the head)."""
+    rendered = render_extra(extra, template, cursor) if template.extra else ""
+    prefix = cursor.prefix
+    if rendered and "{extra}" not in template.fmt:
+        prefix = rendered + prefix
+    parts = {"{prefix}": prefix, "{suffix}": cursor.suffix, "{extra}": rendered}
+    return _fill(template.fmt, parts)
+
+
+def _fill(fmt: str, parts: dict[str, str]) -> str:
+    """Replace slots in one pass, so text inside the code is never expanded."""
+    return re.sub("|".join(re.escape(k) for k in parts), lambda m: parts[m.group(0)], fmt) if parts else fmt
+
+
+def _ends_nl(text: str) -> str:
+    return text if text.endswith("\n") else text + "\n"

@@ -1,6 +1,6 @@
 import pytest
 
-from suggest_ls.clean import StopRule, clean, should_stop
+from suggest_ls.clean import StopRule, clean, fix_indentation, language_stops, should_stop
 from suggest_ls.context import cursor_from_snippet
 
 LINE = StopRule()
@@ -58,6 +58,33 @@ def block(indent: int) -> StopRule:
         ("if a:\n    $0\nelse:\n    pass\n", "b()\n    c()\nelse:", block(0), "b()\n    c()", 0, ""),
         # stop strings of the template
         ("x = $0", "1<|endoftext|>junk", StopRule(stop=("<|endoftext|>",)), "1", 0, ""),
+        # at column 0 of an empty line the model's indentation is kept (HumanEval's hole)
+        ("def f(x):\n    y = x\n$0\n    return y\n", "    y += 1\n", LINE, "    y += 1", 0, ""),
+        # tabs in a file indented with spaces are re-indented
+        ("def f(x):\n    if x:\n$0", "\t\treturn 1", LINE, "        return 1", 0, ""),
+        # spaces in a file indented with tabs
+        ("def f(x):\n\tif x:\n$0", "        return 1", LINE, "\t\treturn 1", 0, ""),
+        # a line repeating the one above is dropped ...
+        ("def f(x):\n    total += x\n    $0", "total += x", LINE, "", 0, "repeats the line above"),
+        # ... but closers and short keywords may repeat
+        ("if a {\n  if b {\n  }\n$0", "}", LINE, "}", 0, ""),
+        # a suggestion that only repeats what is already after the cursor
+        ("foo($0bar)", "bar", LINE, "", 0, "duplicates the text after the cursor"),
+        # a block of several lines keeps its inner indentation
+        (
+            "for x in xs:\n    $0",
+            "if x:\n        y.append(x)\nprint(y)",
+            block(0),
+            "if x:\n        y.append(x)",
+            0,
+            "",
+        ),
+        # a leading blank line before a block at the indentation is dropped
+        ("def f():\n    $0", "\n\n    return 1", block(0), "return 1", 0, ""),
+        # the abstain sentinel after a newline in a block
+        ("def f():\n    $0", "NEXT_TOKEN\n", block(0), "", 0, "abstained (NEXT_TOKEN)"),
+        # a code fence ends the suggestion (per-language stop)
+        ("x = $0", "1\n```\nmore", StopRule(stop=("\n```",)), "1", 0, ""),
     ],
 )
 def test_clean_table(snippet, raw, rule, text, replace, reason):
@@ -81,3 +108,21 @@ def test_clean_table(snippet, raw, rule, text, replace, reason):
 )
 def test_should_stop(text, rule, stop):
     assert should_stop(text, rule) is stop
+
+
+def test_language_stops():
+    assert "\nif __name__" in language_stops("python")
+    assert "\nif __name__" in language_stops("py")
+    assert language_stops("rust") == ("\n```",)
+
+
+@pytest.mark.parametrize(
+    ("text", "context", "expected"),
+    [
+        ("\treturn 1", "def f():\n  x = 1\n", "  return 1"),
+        ("    return 1", "def f():\n\tx = 1\n", "\treturn 1"),
+        ("  a\n    b", "no indentation here", "  a\n    b"),
+    ],
+)
+def test_fix_indentation(text, context, expected):
+    assert fix_indentation(text, context) == expected

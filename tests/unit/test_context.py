@@ -1,6 +1,15 @@
 import pytest
 
-from suggest_ls.context import Cursor, cursor_from_snippet, should_complete, wants_block, window
+from suggest_ls.context import (
+    Chunk,
+    ChunkRing,
+    Cursor,
+    cursor_from_snippet,
+    pick_extra,
+    should_complete,
+    wants_block,
+    window,
+)
 
 
 @pytest.mark.parametrize(
@@ -65,3 +74,56 @@ def test_window_starts_at_a_line_start():
     prefix, suffix = window(text, len(text) - 3, 100, 0.5)
     assert prefix.startswith("row ")
     assert suffix == text[-3:]
+
+
+def _file(name: str, n: int) -> str:
+    return "".join(f"{name}_value_{i} = compute_{name}({i})\n" for i in range(n))
+
+
+def test_ring_keeps_chunks_around_edits_newest_first():
+    ring = ChunkRing(size=3, lines=6)
+    a = _file("alpha", 100)
+    ring.add("file:///a.py", a, a.index("alpha_value_50"))
+    chunk = ring.chunks()[0]
+    assert chunk.path == "file:///a.py"
+    assert "alpha_value_50 " in chunk.text and chunk.text.endswith("\n")
+    assert chunk.start_line == 47 and len(chunk.text.splitlines()) == 6
+    b = _file("beta", 10)
+    ring.add("file:///b.py", b, 5)
+    assert [c.path for c in ring.chunks()] == ["file:///b.py", "file:///a.py"]
+
+
+def test_ring_replaces_the_chunk_of_the_same_place_and_drops_the_oldest():
+    ring = ChunkRing(size=2, lines=6)
+    a = _file("alpha", 100)
+    for line in (50, 51, 52):  # typing at one place: one chunk, not three
+        ring.add("file:///a.py", a, a.index(f"alpha_value_{line} "))
+    assert len(ring) == 1 and "alpha_value_52 " in ring.chunks()[0].text
+    ring.add("file:///a.py", a, a.index("alpha_value_90 "))
+    ring.add("file:///b.py", _file("beta", 10), 0)
+    assert len(ring) == 2 and all("alpha_value_52 " not in c.text for c in ring.chunks())
+    ring.forget("file:///b.py")
+    assert [c.path for c in ring.chunks()] == ["file:///a.py"]
+
+
+def test_ring_ignores_blank_places_and_duplicate_text():
+    ring = ChunkRing(size=4, lines=4)
+    ring.add("file:///blank.py", "\n\n\n\n", 2)
+    assert len(ring) == 0
+    text = _file("gamma", 4)
+    ring.add("file:///one.py", text, 0)
+    ring.add("file:///copy.py", text, 0)  # the same text in another file: kept once
+    assert [c.path for c in ring.chunks()] == ["file:///copy.py"]
+
+
+def test_pick_extra_skips_near_copies_of_the_window_and_fits_the_budget():
+    window_text = _file("alpha", 10)
+    chunks = [
+        Chunk("file:///same.py", _file("alpha", 8)),  # already in the window
+        Chunk("file:///b.py", _file("beta", 5)),
+        Chunk("file:///c.py", _file("gamma", 5)),
+        Chunk("file:///big.py", _file("delta", 500)),  # over the budget
+    ]
+    picked = pick_extra(chunks, window_text, budget_chars=400)
+    assert [c.path for c in picked] == ["file:///c.py", "file:///b.py"]  # newest closest to the code
+    assert pick_extra(chunks, window_text, budget_chars=0) == ()

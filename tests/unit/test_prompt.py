@@ -1,6 +1,6 @@
 import pytest
 
-from suggest_ls.context import cursor_from_snippet
+from suggest_ls.context import Chunk, Cursor, cursor_from_snippet
 from suggest_ls.prompt import FAMILIES, RULES, ModelInfo, build_prompt, detect_template
 
 CUR = cursor_from_snippet("def f(x):\n    return $0\n\nprint(f(1))\n")
@@ -77,3 +77,34 @@ def test_override_by_family_name_and_custom_text():
 def test_placeholders_inside_the_code_are_not_expanded():
     cur = cursor_from_snippet('s = "{suffix}"$0 # {prefix}')
     assert build_prompt(cur, FAMILIES["bare"]) == 's = "{suffix}"'
+
+
+EXTRA = (Chunk("file:///work/proj/util/helpers.py", "def helper(x):\n    return x * 2\n"),)
+
+
+def test_extra_context_as_comments_at_the_head_of_the_rules_prompt():
+    cur = Cursor("y = $0".replace("$0", ""), "", "python", "file:///work/proj/main.py")
+    assert build_prompt(cur, FAMILIES["rules"], EXTRA) == (
+        RULES + "# Path: proj/util/helpers.py\n# def helper(x):\n#     return x * 2\n\ny = "
+    )
+
+
+def test_extra_context_uses_the_languages_comment_marker():
+    cur = Cursor("let y = ", "", "rust", "file:///main.rs")
+    assert build_prompt(cur, FAMILIES["deepseek"], EXTRA).startswith(
+        "<｜fim▁begin｜>// Path: proj/util/helpers.py\n// def helper(x):\n"
+    )
+
+
+def test_extra_context_as_repo_level_files_for_qwen_and_starcoder():
+    cur = Cursor("y = ", "\n", "python", "file:///work/proj/main.py")
+    assert build_prompt(cur, FAMILIES["qwen"], EXTRA) == (
+        "<|file_sep|>proj/util/helpers.py\ndef helper(x):\n    return x * 2\n"
+        "<|file_sep|>work/proj/main.py\n<|fim_prefix|>y = <|fim_suffix|>\n<|fim_middle|>"
+    )
+    assert build_prompt(cur, FAMILIES["starcoder"], EXTRA).startswith("<file_sep>proj/util/helpers.py\ndef helper")
+
+
+def test_bare_prompt_never_gets_extra_context():
+    cur = Cursor("y = ", "", "python", "file:///main.py")
+    assert build_prompt(cur, FAMILIES["bare"], EXTRA) == "y = "
