@@ -213,7 +213,10 @@ class Completer:
         future: asyncio.Future[GenResult] = loop.create_future()
 
         def done(result: GenResult) -> None:
-            loop.call_soon_threadsafe(_resolve, future, result)
+            try:
+                loop.call_soon_threadsafe(_resolve, future, result)
+            except RuntimeError:  # the loop is closed: nobody waits for this answer any more
+                pass
 
         job = self.backend.submit(gen, done)
         state.job = job

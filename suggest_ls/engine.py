@@ -29,7 +29,7 @@ import numpy as np
 from suggest_ls.clean import StopRule, should_stop
 from suggest_ls.device import gpu_memory, plan_offload
 from suggest_ls.gguf import GGUFError, block_count
-from suggest_ls.models import ModelError, check_gguf
+from suggest_ls.models import ModelError, check_gguf, load_failure
 from suggest_ls.prompt import ModelInfo
 
 log = logging.getLogger(__name__)
@@ -149,6 +149,67 @@ def _common_prefix(a: list[int], b: list[int]) -> int:
     while i < n and a[i] == b[i]:
         i += 1
     return i
+
+
+class ThreadTuner:
+    """Keeps the CPU thread count that decodes small steps fastest right now.
+
+    On a CPU shared with other work, llama.cpp's threads spin waiting for each other when one
+    of them is descheduled, and a step on every core can be several times slower than on half
+    of them. The tuner times steps of a few tokens, now and then tries the other count for a
+    few steps, keeps the faster, and tries less often while the verdict holds.
+    """
+
+    SMALL = 4
+
+    def __init__(self, cores: int, interval: int = 64, trial: int = 3, max_interval: int = 1024) -> None:
+        self.choices = sorted({max(1, cores // 2), max(1, cores)})
+        self.current = self.choices[-1]
+        self.samples: dict[int, deque[float]] = {c: deque(maxlen=9) for c in self.choices}
+        self.base_interval = self.interval = interval
+        self.max_interval = max_interval
+        self.trial = trial
+        self.countdown = min(8, interval)  # a first look early, then every ``interval`` small steps
+        self.trying: int | None = None
+        self.trial_left = 0
+
+    def pick(self, n_tokens: int) -> int:
+        """The thread count for a step of ``n_tokens``."""
+        if len(self.choices) == 1 or n_tokens > self.SMALL:
+            return self.current
+        if self.trying is None:
+            self.countdown -= 1
+            if self.countdown <= 0:
+                self.trying = next(c for c in self.choices if c != self.current)
+                self.trial_left = self.trial
+        return self.trying if self.trying is not None else self.current
+
+    def record(self, threads: int, n_tokens: int, seconds: float) -> None:
+        """Learn from a finished step."""
+        if len(self.choices) == 1 or n_tokens > self.SMALL:
+            return
+        self.samples[threads].append(seconds / n_tokens**0.5)
+        if self.trying is None or threads != self.trying:
+            return
+        self.trial_left -= 1
+        if self.trial_left > 0:
+            return
+        tried = sorted(list(self.samples[threads])[-self.trial :])[self.trial // 2]
+        here = sorted(self.samples[self.current])
+        if here and tried < 0.9 * here[len(here) // 2]:
+            log.info(
+                "decoding with %d threads instead of %d (%.1f vs %.1f ms a step)",
+                threads,
+                self.current,
+                tried * 1000,
+                here[len(here) // 2] * 1000,
+            )
+            self.current = threads
+            self.interval = self.base_interval
+        else:
+            self.interval = min(self.max_interval, self.interval * 2)
+        self.trying = None
+        self.countdown = self.interval
 
 
 def pick_slot(free: list[Slot], key: str, tokens: list[int]) -> Slot:
@@ -288,7 +349,7 @@ class Engine:
             plan = plan_offload(0, n_layers, size, kv_guess, False, None)
             model = L.llama_model_load_from_file(path, mparams)
         if not model:
-            raise ModelError(f"llama.cpp could not load the model: {cfg.model_path}")
+            raise ModelError(load_failure(cfg.model_path))
         self._model = model
         threads = cfg.threads or os.cpu_count() or 1
         cparams = L.llama_context_default_params()
@@ -311,6 +372,8 @@ class Engine:
         self._n_vocab = L.llama_vocab_n_tokens(self._vocab)
         self._n_ctx_slot = L.llama_n_ctx_seq(ctx) if hasattr(L, "llama_n_ctx_seq") else cfg.context_size
         self._batch = L.llama_batch_init(cfg.n_batch, 0, 1)
+        self._tuner = ThreadTuner(threads) if not cfg.threads else None
+        self._threads = threads
         self._slots = [Slot(i) for i in range(cfg.parallel)]
         self._add_bos = bool(L.llama_vocab_get_add_bos(self._vocab))
         self._bos = L.llama_vocab_bos(self._vocab)
@@ -413,7 +476,11 @@ class Engine:
                         continue
                 self._admit()
             if any(s.job for s in self._slots):
-                self._step()
+                try:
+                    self._step()
+                except Exception:  # a fault inside one step fails its jobs, not the engine
+                    log.exception("decode step failed")
+                    self._recover(-1)
 
     def _admit(self) -> None:
         """Move pending jobs into free slots (called with the lock held)."""
@@ -510,9 +577,16 @@ class Engine:
         if n == 0:
             return
         batch.n_tokens = n
+        threads = self._tuner.pick(n) if self._tuner else self._threads
+        if threads != self._threads:
+            L.llama_set_n_threads(self._ctx, threads, threads)
+            self._threads = threads
+            self.stats["threads"] = threads
         t0 = time.perf_counter()
         rc = L.llama_decode(self._ctx, batch)
         dt = time.perf_counter() - t0
+        if self._tuner:
+            self._tuner.record(threads, n, dt)
         self.stats["decode_calls"] += 1
         self.stats["decode_s"] += dt
         self.stats["evaluated"] += n

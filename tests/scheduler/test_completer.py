@@ -1,0 +1,140 @@
+"""The request path: supersede, debounce, cancellation, records; a fake engine only for timing."""
+
+from __future__ import annotations
+
+import asyncio
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+from suggest_ls.completer import Completer, CompletionRequest, adaptive_debounce
+from suggest_ls.engine import Engine, GenRequest, GenResult
+from suggest_ls.prompt import FAMILIES, detect_template
+from suggest_ls.settings import resolve
+
+FUNC = "def area(width, height):\n    return "
+
+
+@dataclass
+class FakeJob:
+    cancel: threading.Event = field(default_factory=threading.Event)
+
+
+class SlowEngine:
+    """Answers after ``delay_s`` (or at once with 'cancelled' when cancelled); counts submissions."""
+
+    def __init__(self, delay_s: float = 0.5, text: str = "width * height") -> None:
+        self.delay_s = delay_s
+        self.text = text
+        self.submitted: list[GenRequest] = []
+        self.expected = 0
+
+    def submit(self, req: GenRequest, done: Callable[[GenResult], None]) -> FakeJob:
+        job = FakeJob()
+        self.submitted.append(req)
+
+        def work() -> None:
+            cancelled = job.cancel.wait(self.delay_s)
+            time.sleep(0.05)  # the engine notices a cancel only at its next step
+            done(GenResult("", "cancelled") if cancelled else GenResult(self.text, "done", prompt_tokens=9))
+
+        threading.Thread(target=work, daemon=True).start()
+        return job
+
+    def expect(self, delta: int) -> None:
+        self.expected += delta
+
+
+def completer(backend, **settings) -> Completer:
+    s, messages = resolve({"temperature": 0, **settings})
+    assert not messages
+    return Completer(backend, FAMILIES["rules"], s)
+
+
+def req(version: int, text: str = FUNC, uri: str = "file:///a.py", manual: bool = False) -> CompletionRequest:
+    return CompletionRequest(uri, version, text, len(text), "python", manual)
+
+
+async def test_a_newer_request_answers_the_older_one_at_once():
+    fake = SlowEngine(delay_s=2.0)
+    c = completer(fake, debounceMs=0)
+    first = asyncio.ensure_future(c.complete(req(1)))
+    await asyncio.sleep(0.05)
+    t0 = time.perf_counter()
+    second = asyncio.ensure_future(c.complete(req(2, FUNC + "w")))
+    old = await first
+    assert (time.perf_counter() - t0) < 0.03  # not after the job stopped (≥ 50 ms here)
+    assert old.reason == "superseded" and not old.text
+    fake.delay_s = 0.0
+    await asyncio.sleep(0.2)
+    # the superseded request's record arrives once the engine reports its (cancelled) job
+    outcomes = [r.outcome for r in c.recorder.recent()]
+    assert "superseded" in outcomes
+    second.cancel()
+
+
+async def test_debounce_lets_a_burst_run_the_model_once():
+    fake = SlowEngine(delay_s=0.01)
+    c = completer(fake, debounceMs=80)
+    tasks = []
+    text = FUNC
+    for i, ch in enumerate("width"):
+        text += ch
+        tasks.append(asyncio.ensure_future(c.complete(req(i + 2, text))))
+        await asyncio.sleep(0.01)
+    results = await asyncio.gather(*tasks)
+    assert len(fake.submitted) == 1
+    assert [r.reason for r in results[:-1]] == ["superseded while debouncing"] * 4
+    assert results[-1].text == "width * height"
+    assert fake.expected == 0  # every debounce told the engine when it was over
+
+
+async def test_other_documents_do_not_supersede_each_other():
+    fake = SlowEngine(delay_s=0.1)
+    c = completer(fake, debounceMs=0)
+    a, b = await asyncio.gather(c.complete(req(1, uri="file:///a.py")), c.complete(req(1, uri="file:///b.py")))
+    assert a.text and b.text
+    assert len(fake.submitted) == 2
+
+
+async def test_client_cancel_stops_the_job():
+    fake = SlowEngine(delay_s=5.0)
+    c = completer(fake, debounceMs=0)
+    task = asyncio.ensure_future(c.complete(req(1)))
+    await asyncio.sleep(0.05)
+    task.cancel()
+    try:
+        await task
+    except asyncio.CancelledError:
+        pass
+    await asyncio.sleep(0.2)
+    assert [r.outcome for r in c.recorder.recent()] == ["cancelled by the client"]
+
+
+def test_adaptive_debounce_follows_the_rhythm():
+    assert adaptive_debounce(1000) == 0
+    assert 0 < adaptive_debounce(60) < adaptive_debounce(100) <= 60
+
+
+async def test_superseded_job_frees_its_slot_for_the_next_keystroke(engine: Engine):
+    """Real engine: the superseding request reuses the document's cache; nothing is left hanging."""
+    info = engine.ready.result()
+    c = Completer(
+        engine, detect_template(info.model), resolve({"temperature": 0, "debounceMs": 0, "multiline": "always"})[0]
+    )
+    body = "".join(f"def f{i}(x):\n    return x + {i}\n\n\n" for i in range(8))
+    text = body + "def g(x):\n"
+    warm = await c.complete(req(1, text, uri="file:///super.py"))
+    assert warm.record is not None and warm.record.prompt_tokens > 60
+    text += "    # then the remainder\n    "  # not the start of the shown suggestion (no cache hit)
+    first = asyncio.ensure_future(c.complete(req(2, text, uri="file:///super.py")))
+    await asyncio.sleep(0.01)  # submitted to the engine, far from done (a decode step takes longer)
+    second = await c.complete(req(3, text + "r", uri="file:///super.py"))
+    old = await asyncio.wait_for(first, 1)
+    assert old.reason == "superseded"
+    rec = second.record
+    assert rec is not None and rec.version == 3
+    assert rec.cached_tokens >= warm.record.prompt_tokens - 2
+    assert rec.evaluated_tokens <= (rec.prompt_tokens - rec.cached_tokens) + rec.generated_tokens
+    assert rec.prompt_tokens - rec.cached_tokens <= 16  # the comment line, the indent and "r"
