@@ -15,8 +15,16 @@ from suggest_ls import __version__
 
 
 def _setup_logging(level: str, log_file: str | None) -> None:
-    handler: logging.Handler = logging.FileHandler(log_file) if log_file else logging.StreamHandler(sys.stderr)
+    from suggest_ls.security import PrivacyFilter
+
+    handler: logging.Handler = (
+        logging.FileHandler(log_file, encoding="utf-8", errors="backslashreplace")
+        if log_file
+        else logging.StreamHandler(sys.stderr)
+    )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    if level != "debug":
+        handler.addFilter(PrivacyFilter())
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
@@ -26,7 +34,7 @@ def _setup_logging(level: str, log_file: str | None) -> None:
 def parse_hostport(value: str) -> tuple[str, int]:
     """Parse ``[HOST:]PORT``; the host defaults to loopback."""
     host, _, port = value.rpartition(":")
-    return (host or "127.0.0.1"), int(port)
+    return (host.strip("[]") or "127.0.0.1"), int(port)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -35,6 +43,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--version", action="version", version=f"suggest-ls {__version__}")
     p.add_argument("--stdio", action="store_true", help="serve LSP on stdin/stdout (the default)")
     p.add_argument("--tcp", metavar="[HOST:]PORT", help="serve LSP over TCP (host defaults to 127.0.0.1)")
+    p.add_argument(
+        "--token-file",
+        metavar="PATH",
+        help="access token clients must present (initializationOptions.authToken); else $SUGGEST_LS_TOKEN",
+    )
     p.add_argument("--model", default="", help="GGUF model path (overrides the embedded default)")
     p.add_argument("--log-file", help="write the log here instead of stderr")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
@@ -50,7 +63,7 @@ def build_parser() -> argparse.ArgumentParser:
     sub.add_parser("check", help="load the model, print the device, run a smoke completion")
 
     b = sub.add_parser("bench", help="benchmarks: latency, throughput, quality")
-    b.add_argument("kind", choices=["latency", "throughput", "quality"])
+    b.add_argument("kind", choices=["latency", "throughput", "quality", "fuzz", "soak"])
     b.add_argument("rest", nargs=argparse.REMAINDER)
     return p
 
@@ -71,12 +84,20 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from suggest_ls.security import SecurityError, check_bind, load_token
     from suggest_ls.server import create_server
 
+    try:
+        token = load_token(args.token_file)
+        if args.tcp:
+            host, port = parse_hostport(args.tcp)
+            check_bind(host, token)
+    except (SecurityError, ValueError) as exc:
+        print(f"error: {exc}", file=sys.stderr)
+        return 2
     server = create_server(args.model)
     if args.tcp:
-        host, port = parse_hostport(args.tcp)
-        server.start_tcp(host, port)
+        server.start_tcp(host, port, token)
         return 0
     # Keep stdout for the protocol alone: anything else written to fd 1 goes to stderr.
     protocol_out = os.fdopen(os.dup(1), "wb", buffering=0)

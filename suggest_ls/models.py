@@ -77,6 +77,17 @@ def check_gguf(path: Path) -> None:
         raise ModelError(f"not a GGUF file (bad magic {magic!r}): {path}")
 
 
+def load_failure(path: Path) -> str:
+    """Why llama.cpp could not load ``path``, as precisely as the file itself tells (truncated, corrupt)."""
+    from suggest_ls.gguf import GGUFError, check_complete
+
+    try:
+        check_complete(path)
+    except (GGUFError, OSError, ValueError) as exc:
+        return f"{exc}: {path}"
+    return f"llama.cpp could not load the model (unsupported architecture or tensor type?): {path}"
+
+
 def _sha256(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as f:

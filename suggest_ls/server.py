@@ -3,30 +3,57 @@
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import logging
 import os
+import sys
+import threading
 import time
 import uuid
+from collections.abc import Awaitable, Callable, Generator
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
+import attrs
+from cattrs import transform_error
+from cattrs.errors import ClassValidationError
 from lsprotocol import types
-from pygls.exceptions import JsonRpcException
+from pygls.exceptions import JsonRpcException, JsonRpcInvalidParams
+from pygls.io_ import StdoutWriter
 from pygls.lsp.server import LanguageServer
-from pygls.protocol import LanguageServerProtocol
+from pygls.protocol import LanguageServerProtocol, default_converter
+from pygls.protocol.json_rpc import JsonRPCNotification, JsonRPCRequestMessage, JsonRPCResponseMessage
+from pygls.protocol.language_server import lsp_method
 
 from suggest_ls import __version__
-from suggest_ls.completer import Completer, CompletionRequest, Suggestion
+from suggest_ls.completer import MAX_DOCUMENT_CHARS, MAX_LINE_CHARS, Completer, CompletionRequest, Suggestion
 from suggest_ls.document import Document, PositionError, units_len
 from suggest_ls.engine import Engine, EngineConfig, LoadInfo
+from suggest_ls.framing import (
+    INVALID_REQUEST,
+    PARSE_ERROR,
+    SERVER_NOT_INITIALIZED,
+    BodyError,
+    FrameError,
+    FrameParser,
+    check_message,
+    decode_body,
+    error_response,
+    request_id,
+    valid_id,
+)
 from suggest_ls.models import ModelError, resolve_model
 from suggest_ls.prompt import ModelInfo, detect_template
+from suggest_ls.security import token_matches
 from suggest_ls.settings import SECTION, Settings, resolve
 from suggest_ls.stats import Recorder
 
 log = logging.getLogger(__name__)
 STATUS_METHOD = "suggest/status"
 STATUS_NOTIFICATION = "suggest/didChangeStatus"
+DOCUMENT_STATE_METHOD = "suggest/documentState"
+AUTH_TIMEOUT_S = 10.0
 
 
 class _Rejected:
@@ -38,29 +65,225 @@ class _Rejected:
         self.error = error
 
 
-class SuggestProtocol(LanguageServerProtocol):
-    """Answers requests with malformed parameters (InvalidParams) instead of dropping them."""
+class _RejectedNotification:
+    """A notification whose parameters did not fit the protocol's types; dropped with a logged reason."""
 
-    def structure_message(self, data: dict[str, Any]) -> Any:
-        """Structure a message; a request that fails becomes a ``_Rejected``."""
+    def __init__(self, method: str, params: Any, detail: str) -> None:
+        self.method = method
+        self.params = params
+        self.detail = detail
+
+
+class Unauthorized(Exception):
+    """A TCP client that did not present the token; its connection is closed."""
+
+
+def _strict_int(value: Any, _type: Any) -> int:
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or int(value) != value:
+        raise ValueError("expected an integer")
+    return int(value)
+
+
+def _strict_bool(value: Any, _type: Any) -> bool:
+    if not isinstance(value, bool):
+        raise ValueError("expected a boolean")
+    return value
+
+
+def _strict_str(value: Any, _type: Any) -> str:
+    if not isinstance(value, str):
+        raise ValueError("expected a string")
+    return value
+
+
+class SuggestProtocol(LanguageServerProtocol):
+    """The base protocol, hardened: every request gets exactly one answer and bad input is survived.
+
+    Bodies come in through ``receive`` (the framing is ``suggest_ls.framing``): unparsable JSON is
+    answered with ParseError, a malformed message with InvalidRequest, parameters that do not fit
+    the LSP types with InvalidParams (pygls alone drops such requests unanswered), requests before
+    ``initialize`` with ServerNotInitialized and requests after ``shutdown`` with InvalidRequest.
+    Logs name the method and the failing field, never the values (they may be document text).
+    """
+
+    def __init__(self, server: Any, converter: Any) -> None:
+        super().__init__(server, converter)
+        converter.register_structure_hook(int, _strict_int)
+        converter.register_structure_hook(bool, _strict_bool)  # bool is an int: it needs its own hook
+        converter.register_structure_hook(str, _strict_str)
+        self.initialized = False
+        self.shutting_down = False
+        self.token = ""  # when set, ``initialize`` must carry initializationOptions.authToken
+        self.authenticated = True
+        self.answered_errors = 0
+        self._stale_watch: dict[Any, tuple[str, Any, int]] = {}
+
+    # ----- bytes in -----
+    def receive(self, body: bytes) -> None:
+        """Handle one framed message body."""
         try:
-            return super().structure_message(data)
-        except JsonRpcException as exc:
-            if isinstance(data, dict) and "id" in data and "method" in data and isinstance(data["id"], (int, str)):
-                return _Rejected(data["id"], str(data.get("method")), exc)
-            raise
+            obj, warning = decode_body(body)
+        except BodyError as exc:
+            log.warning("message of %d bytes not parsed: %s", len(body), exc)
+            self._answer_error(None, PARSE_ERROR, f"parse error: {exc}")
+            if self.token and not self.authenticated:
+                raise Unauthorized from exc
+            return
+        if warning:
+            log.warning("message of %d bytes: %s", len(body), warning)
+        why = check_message(obj)
+        if self.token and not self.authenticated:
+            self._authenticate(obj if isinstance(obj, dict) and not why else {})
+        if why:
+            log.warning("invalid message: %s", why)
+            if not (isinstance(obj, dict) and "method" not in obj and valid_id(obj.get("id"))):
+                self._answer_error(request_id(obj), INVALID_REQUEST, f"invalid request: {why}")
+            return
+        if log.isEnabledFor(logging.DEBUG):  # debug logging shows message bodies, document text included
+            shown = json.dumps(obj)[:4000] if obj.get("method") == types.INITIALIZE else body[:4000].decode("utf-8", "replace")
+            log.debug("<- %s", shown)  # (initialize re-serialized: its authToken was removed above)
+        if not self._admit(obj):
+            return
+        message = self.structure_message(obj)
+        msg_id = request_id(obj)
+        if msg_id is not None and not isinstance(message, _Rejected) and not hasattr(message, "id"):
+            log.warning("%s is a notification but came with an id", obj["method"])
+            self._answer_error(msg_id, INVALID_REQUEST, f"{obj['method']} is a notification, not a request")
+            return
+        if obj.get("method") == types.INITIALIZE and not isinstance(message, _Rejected):
+            self.initialized = True
+        elif obj.get("method") == types.SHUTDOWN:
+            self.shutting_down = True
+        self.handle_message(message)
+
+    def _authenticate(self, obj: dict[str, Any]) -> None:
+        """Accept only an ``initialize`` carrying the token; anything else closes the connection."""
+        params = obj.get("params")
+        options = params.get("initializationOptions") if isinstance(params, dict) else None
+        presented = options.pop("authToken", None) if isinstance(options, dict) else None
+        if obj.get("method") == types.INITIALIZE and token_matches(self.token, presented):
+            self.authenticated = True
+            log.info("client authenticated")
+            return
+        log.warning("unauthenticated %s refused: initializationOptions.authToken missing or wrong", obj.get("method"))
+        self._answer_error(request_id(obj), INVALID_REQUEST, "unauthorized: initializationOptions.authToken required")
+        raise Unauthorized
+
+    def _admit(self, obj: dict[str, Any]) -> bool:
+        """Lifecycle rules: nothing but ``initialize``/``exit`` before initialize, only ``exit`` after shutdown."""
+        method = obj.get("method")
+        if method is None or method == types.EXIT:
+            return True
+        msg_id = request_id(obj)
+        if self.shutting_down:
+            log.warning("%s after shutdown refused", method)
+            if msg_id is not None:
+                self._answer_error(msg_id, INVALID_REQUEST, "the server is shutting down")
+            return False
+        if method == types.INITIALIZE and self.initialized:
+            log.warning("second initialize refused")
+            self._answer_error(msg_id, INVALID_REQUEST, "already initialized")
+            return False
+        if method != types.INITIALIZE and not self.initialized:
+            log.warning("%s before initialize refused", method)
+            if msg_id is not None:
+                self._answer_error(msg_id, SERVER_NOT_INITIALIZED, "the server is not initialized")
+            return False
+        return True
+
+    def watch_stale(self, uri: str, doc: Any, version: int) -> None:
+        """Check the current request's document version again when its answer is sent."""
+        if self.msg_id is not None:
+            self._stale_watch[self.msg_id] = (uri, doc, version)
+
+    def _send_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:
+        """Send an answer; a suggestion for a document changed since the request goes out empty."""
+        watched = self._stale_watch.pop(msg_id, None)
+        if watched is not None and error is None and getattr(result, "items", None):
+            uri, doc, version = watched
+            if doc.version != version or self._server.documents.get(uri) is not doc:  # type: ignore[attr-defined]
+                log.info("no suggestion for %s: stale (v%d changed before the answer went out)", uri, version)
+                result = attrs.evolve(result, items=[])
+        super()._send_response(msg_id, result, error)
+
+    def _answer_error(self, msg_id: Any, code: int, message: str) -> None:
+        self.answered_errors += 1
+        self._send_data(error_response(msg_id, code, message))
+
+    # ----- messages -----
+    def structure_message(self, data: Any) -> Any:
+        """Structure a message into lsprotocol types; a failure becomes a ``_Rejected*`` with the failing fields."""
+        if not isinstance(data, dict) or "jsonrpc" not in data:
+            return data
+        if "method" in data and "params" not in data:
+            data = {**data, "params": None}
+        try:
+            if "method" in data:
+                known = self.get_message_type(data["method"])
+                fallback = JsonRPCRequestMessage if "id" in data else JsonRPCNotification
+                return self._converter.structure(data, known or fallback)
+            if "error" in data:
+                return self._converter.structure(data, types.ResponseErrorMessage)
+            result_type = self._result_types.pop(data["id"], None) or JsonRPCResponseMessage
+            return self._converter.structure(data, result_type)
+        except Exception as exc:
+            detail = "; ".join(transform_error(exc)) if isinstance(exc, ClassValidationError) else type(exc).__name__
+            detail = detail.replace("$.params.", "")
+            method = data.get("method")
+            if method == types.INITIALIZE:  # never lock out a client over a quirk in its capabilities
+                try:
+                    lenient = default_converter().structure(data, types.InitializeRequest)
+                    log.warning("initialize accepted although its params do not fit the LSP types: %s", detail)
+                    return lenient
+                except Exception:
+                    pass
+            if method is None:
+                log.warning("response to %r not understood: %s", data.get("id"), detail)
+                return None
+            if "id" in data:
+                return _Rejected(data["id"], str(method), JsonRpcInvalidParams(f"invalid params: {detail}"))
+            return _RejectedNotification(str(method), data.get("params"), detail)
 
     def handle_message(self, message: Any) -> None:
-        """Answer rejected requests; hand the rest to pygls."""
+        """Answer rejected requests, report rejected notifications; hand the rest to pygls."""
+        if message is None:
+            return
         if isinstance(message, _Rejected):
             log.warning("invalid params for %s (id %r): %s", message.method, message.id, message.error.message)
+            self.answered_errors += 1
             self._send_response(message.id, error=message.error.to_response_error())
             return
+        if isinstance(message, _RejectedNotification):
+            log.warning("%s with invalid params dropped: %s", message.method, message.detail)
+            self._server.rejected_notification(message.method, message.params)  # type: ignore[attr-defined]
+            return
         super().handle_message(message)
+
+    # The server keeps its own documents (document.py): pygls' copies would double the memory
+    # and the work per keystroke, and an edit pygls cannot apply would skip ours.
+    @lsp_method(types.TEXT_DOCUMENT_DID_OPEN)
+    def lsp_text_document__did_open(self, params: types.DidOpenTextDocumentParams) -> Generator[Any, Any, None]:
+        """Hand didOpen to the server without pygls' workspace copy."""
+        if (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_OPEN)) is not None:
+            yield handler, (params,), None
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CHANGE)
+    def lsp_text_document__did_change(self, params: types.DidChangeTextDocumentParams) -> Generator[Any, Any, None]:
+        """Hand didChange to the server without pygls' workspace copy."""
+        if (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CHANGE)) is not None:
+            yield handler, (params,), None
+
+    @lsp_method(types.TEXT_DOCUMENT_DID_CLOSE)
+    def lsp_text_document__did_close(self, params: types.DidCloseTextDocumentParams) -> Generator[Any, Any, None]:
+        """Hand didClose to the server without pygls' workspace copy."""
+        if (handler := self.fm.features.get(types.TEXT_DOCUMENT_DID_CLOSE)) is not None:
+            yield handler, (params,), None
 
 
 class SuggestServer(LanguageServer):
     """Holds the documents, the settings and the completer; converts LSP types to plain data."""
+
+    protocol: SuggestProtocol
 
     def __init__(self, model_override: str = "") -> None:
         super().__init__("suggest-ls", __version__, protocol_cls=SuggestProtocol)
@@ -76,6 +299,98 @@ class SuggestServer(LanguageServer):
         self.roots: list[str] = []
         self._load_task: asyncio.Future[None] | None = None
         self._watch_task: asyncio.Future[None] | None = None
+
+    # ----- transports and process lifecycle -----
+    def start_io(self, stdin: Any = None, stdout: Any = None) -> None:
+        """Serve one client on stdin/stdout with the hardened framing; the process ends with the session."""
+        stdin = stdin or sys.stdin.buffer
+        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        try:
+            asyncio.run(self._serve_stream(lambda: _thread_reader(stdin)))
+        except BrokenPipeError:
+            log.warning("the client closed its end of the pipe")
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        self.terminate(0 if self.protocol.shutting_down else 1)
+
+    async def _serve_stream(self, make_reader: Callable[[], Callable[[], Awaitable[bytes]]]) -> None:
+        """Read framed messages until end of input and hand each body to the protocol."""
+        read = make_reader()
+        parser = FrameParser()
+        while True:
+            data = await read()
+            if not data:
+                if parser.incomplete:
+                    log.warning("input ended in the middle of a message (%d bytes held)", parser.pending)
+                log.info("input closed")
+                return
+            for item in parser.feed(data):
+                if isinstance(item, FrameError):
+                    log.warning("malformed input: %s", item.reason)
+                else:
+                    self.protocol.receive(item.body)
+
+    def start_tcp(self, host: str, port: int, token: str = "") -> None:
+        """Serve one client session over TCP; with a token, ``initialize`` must present it."""
+        try:
+            asyncio.run(self._serve_tcp(host, port, token))
+        except (KeyboardInterrupt, SystemExit):
+            pass
+        self.terminate(0 if self.protocol.shutting_down else 1)
+
+    async def _serve_tcp(self, host: str, port: int, token: str, ready: Callable[[int], None] | None = None) -> None:
+        """Accept connections one at a time until an authenticated session ends."""
+        finished = asyncio.Event()
+        busy = False
+
+        async def connection(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+            nonlocal busy
+            peer = writer.get_extra_info("peername")
+            if busy:
+                log.warning("second connection from %s refused: one client at a time", peer)
+                writer.close()
+                return
+            busy = True
+            self.protocol.token, self.protocol.authenticated = token, not token
+            self.protocol.set_writer(writer)  # type: ignore[arg-type]
+            log.info("client connected from %s", peer)
+            try:
+                await self._serve_stream(lambda: _stream_reader(reader, self.protocol, AUTH_TIMEOUT_S))
+            except Unauthorized:
+                log.warning("connection from %s closed: not authenticated", peer)
+            except (ConnectionError, TimeoutError) as exc:
+                log.warning("connection from %s lost: %s", peer, exc)
+            finally:
+                busy = False
+                writer.close()
+            if self.protocol.authenticated:
+                finished.set()
+
+        server = await asyncio.start_server(connection, host, port)
+        bound = server.sockets[0].getsockname()
+        log.info("serving LSP on %s:%s%s", bound[0], bound[1], " (token required)" if token else "")
+        if ready:
+            ready(int(bound[1]))
+        async with server:
+            await finished.wait()
+
+    def terminate(self, code: int) -> NoReturn:
+        """End the process now: stop the engine without waiting for a decode step, flush the log, exit."""
+        log.info("exiting with code %d", code)
+        if self.engine is not None:
+            self.engine.close(timeout=0.2)
+        logging.shutdown()
+        os._exit(code)
+
+    def rejected_notification(self, method: str, params: Any) -> None:
+        """A notification that could not be read: an edit we lost leaves the document out of sync."""
+        if method != types.TEXT_DOCUMENT_DID_CHANGE:
+            return
+        uri = params.get("textDocument", {}).get("uri") if isinstance(params, dict) else None
+        doc = self.documents.get(uri) if isinstance(uri, str) else None
+        if doc is not None:
+            doc.out_of_sync = "an edit with invalid parameters was dropped"
+            log.warning("%s is out of sync until it is reopened or fully replaced", uri)
 
     # ----- model lifecycle -----
     def engine_config(self) -> EngineConfig:
@@ -193,15 +508,25 @@ class SuggestServer(LanguageServer):
         if doc is None:
             log.info("no suggestion for %s: document not open", uri)
             return None
+        if doc.out_of_sync:
+            log.info("no suggestion for %s: document out of sync (%s)", uri, doc.out_of_sync)
+            return None
+        if len(doc) > MAX_DOCUMENT_CHARS:
+            log.info("no suggestion for %s: document too large (%d characters)", uri, len(doc))
+            return None
         try:
             offset = doc.offset(position.line, position.character, strict=True)
         except PositionError as exc:
             log.info("no suggestion for %s: %s", uri, exc)
             return None
+        if len(doc.line(position.line)) > MAX_LINE_CHARS:
+            log.info("no suggestion for %s: line too long (%d characters)", uri, len(doc.line(position.line)))
+            return None
         if self.completer is None:
             log.info("no suggestion for %s: %s", uri, self.state_reason or "model not loaded")
             return None
         version = doc.version
+        self.protocol.watch_stale(uri, doc, version)
         req = CompletionRequest(uri, version, doc.text, offset, doc.language_id, manual)
         result = await self.completer.complete(req)
         if doc.version != version or self.documents.get(uri) is not doc:
@@ -257,7 +582,8 @@ def create_server(model_override: str = "") -> SuggestServer:
                 else:
                     doc.apply(None, None, change.text)
             except PositionError as exc:
-                log.warning("didChange with an impossible range in %s ignored: %s", doc.uri, exc)
+                doc.out_of_sync = f"impossible edit: {exc}"
+                log.warning("%s is out of sync until it is reopened or fully replaced: %s", doc.uri, exc)
         doc.version = params.text_document.version
 
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
@@ -312,10 +638,31 @@ def create_server(model_override: str = "") -> SuggestServer:
     def status(ls: SuggestServer, params: Any) -> dict[str, Any]:
         return ls.status()
 
+    @server.feature(DOCUMENT_STATE_METHOD)
+    def document_state(ls: SuggestServer, params: Any) -> dict[str, Any] | None:
+        """The server's copy of a document as a hash, to check that client and server agree."""
+        uri = params.get("uri") if isinstance(params, dict) else getattr(params, "uri", None)
+        doc = ls.documents.get(uri) if isinstance(uri, str) else None
+        if doc is None:
+            return None
+        return {
+            "uri": doc.uri,
+            "version": doc.version,
+            "length": len(doc.text),
+            "lines": doc.line_count,
+            "sha256": hashlib.sha256(doc.text.encode("utf-8", "surrogatepass")).hexdigest(),
+            "outOfSync": doc.out_of_sync,
+        }
+
     @server.feature(types.SHUTDOWN)
-    def shutdown(ls: SuggestServer, params: Any) -> None:
+    async def shutdown(ls: SuggestServer, params: Any) -> None:
         if ls.engine:
-            ls.engine.close(timeout=0.5)
+            # stop between decode steps; answer within 0.3 s even if a step runs longer (exit then ends it)
+            await asyncio.to_thread(ls.engine.close, 0.3)
+
+    @server.feature(types.EXIT)
+    def exit_(ls: SuggestServer, params: Any) -> None:
+        ls.terminate(0 if ls.protocol.shutting_down else 1)
 
     return server
 
@@ -327,19 +674,81 @@ def _uri_path(uri: str) -> str:
     return unquote(parsed.path) if parsed.scheme == "file" else uri
 
 
-async def _watch_parent(ls: SuggestServer, pid: int) -> None:
-    """Exit when the editor process that started us is gone."""
-    while True:
-        await asyncio.sleep(2.0)
+def _alive(pid: int) -> bool:
+    try:
+        os.kill(pid, 0)
+    except ProcessLookupError:
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+async def _watch_parent(ls: SuggestServer, pid: int, poll_s: float = 1.0) -> None:
+    """Exit when the editor process that started us is gone (``processId`` from initialize)."""
+    fd = -1
+    try:
+        fd = os.pidfd_open(pid)  # readable when the process exits; immune to pid reuse
+    except ProcessLookupError:
+        pass
+    except (AttributeError, OSError):
+        fd = -2
+    if fd == -1 or not _alive(pid):
+        log.warning("parent process %d is not running; exiting", pid)
+        ls.terminate(1)
+    if fd >= 0:
+        gone = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        loop.add_reader(fd, gone.set)
         try:
-            os.kill(pid, 0)
-        except ProcessLookupError:
-            log.warning("parent process %d is gone; exiting", pid)
-            if ls.engine:
-                ls.engine.close(timeout=0.5)
-            os._exit(0)
-        except PermissionError:
-            pass
+            await gone.wait()
+        finally:
+            loop.remove_reader(fd)
+            os.close(fd)
+    else:
+        while _alive(pid):
+            await asyncio.sleep(poll_s)
+    log.warning("parent process %d is gone; exiting", pid)
+    ls.terminate(1)
+
+
+def _thread_reader(stream: Any, chunk: int = 1 << 16) -> Callable[[], Awaitable[bytes]]:
+    """Read a blocking stream in a daemon thread (it never holds up the exit), at most 64 chunks ahead."""
+    loop = asyncio.get_running_loop()
+    queue: asyncio.Queue[bytes] = asyncio.Queue(maxsize=64)
+    read1 = getattr(stream, "read1", stream.read)
+
+    def pump() -> None:
+        while True:
+            try:
+                data = read1(chunk)
+            except (OSError, ValueError):
+                data = b""
+            try:
+                asyncio.run_coroutine_threadsafe(queue.put(data), loop).result()
+            except Exception:  # the loop is closed: the server is ending
+                return
+            if not data:
+                return
+
+    threading.Thread(target=pump, name="suggest-ls-stdin", daemon=True).start()
+    return queue.get
+
+
+def _stream_reader(
+    reader: asyncio.StreamReader, protocol: SuggestProtocol, auth_timeout: float
+) -> Callable[[], Awaitable[bytes]]:
+    """Chunks from a TCP stream; an unauthenticated client must speak within ``auth_timeout``."""
+
+    async def read() -> bytes:
+        if protocol.authenticated:
+            return await reader.read(1 << 16)
+        try:
+            return await asyncio.wait_for(reader.read(1 << 16), auth_timeout)
+        except TimeoutError as exc:
+            raise Unauthorized from exc
+
+    return read
 
 
 __all__ = ["SECTION", "SuggestServer", "create_server"]

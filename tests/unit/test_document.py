@@ -47,3 +47,53 @@ def test_reversed_range_is_an_error_and_changes_nothing():
     with pytest.raises(PositionError):
         doc.apply((0, 4), (0, 1), "x")
     assert doc.text == "hello"
+
+
+def test_out_of_sync_ends_with_a_full_replacement():
+    doc = Document("u", "abc")
+    doc.out_of_sync = "impossible edit"
+    doc.apply((0, 1), (0, 2), "x")
+    assert doc.out_of_sync
+    doc.apply(None, None, "fresh")
+    assert doc.out_of_sync == "" and doc.text == "fresh"
+
+
+@pytest.mark.parametrize(
+    ("text", "start", "end", "new", "expected"),
+    [
+        ("a\r\nb", (0, 1), (0, 1), "", "a\r\nb"),  # nothing changes
+        ("a\rb", (1, 0), (1, 0), "\n", "a\r\nb"),  # a CR meets an LF: two lines, not three
+        ("a\r\nb", (0, 1), (1, 0), "\r", "a\rb"),  # replace the whole CRLF by a CR
+        ("x\n\n\ny", (1, 0), (3, 0), "", "x\ny"),
+        ("😀\r\n中", (0, 2), (1, 1), "\r", "😀\r"),
+    ],
+)
+def test_line_index_after_edits_around_line_breaks(text, start, end, new, expected):
+    doc = Document("u", text)
+    doc.apply(start, end, new)
+    assert doc.text == expected
+    assert doc._starts.tolist() == Document("u", expected)._starts.tolist()
+
+
+@pytest.mark.parametrize("encoding", ["utf-16", "utf-8", "utf-32"])
+def test_random_edit_sequences_match_a_reference_model(encoding):
+    """A small sample of `suggest-ls bench fuzz --targets document` (same property)."""
+    from hypothesis import settings
+
+    from suggest_ls.bench.fuzz import document_property
+
+    settings(max_examples=60, deadline=None, database=None, derandomize=True)(document_property(encoding))()
+
+
+def test_a_50_mb_document_takes_edits_quickly():
+    import time
+
+    line = "x = compute(alpha, beta)  # 😀 comment\n"
+    doc = Document("u", line * (50_000_000 // len(line)))
+    started = time.perf_counter()
+    for i in range(20):
+        doc.apply((1000 * i, 4), (1000 * i, 11), "recompute")
+    per_edit = (time.perf_counter() - started) / 20
+    assert doc.line(1) == line.rstrip("\n") and doc.line(19_000).startswith("x = recompute(")
+    assert doc._starts[-1] == len(doc.text)
+    assert per_edit < 0.5, per_edit  # a full re-index would take seconds on 1.3 M lines

@@ -1,0 +1,274 @@
+"""A raw LSP client for reliability tests, fuzzing and soak runs: bytes in, every frame out.
+
+It talks to a real ``suggest-ls --stdio`` subprocess, can send anything (broken headers, invalid
+JSON), answers the server's own requests, and counts the answers to each request id so
+"every request gets exactly one answer" can be checked.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections import Counter
+from pathlib import Path
+from typing import Any
+
+from suggest_ls.framing import Frame, FrameParser, encode
+
+INLINE = "textDocument/inlineCompletion"
+CAPABILITIES: dict[str, Any] = {
+    "textDocument": {"inlineCompletion": {}, "completion": {}, "synchronization": {}},
+    "general": {"positionEncodings": ["utf-16"]},
+}
+
+
+class ServerGone(RuntimeError):
+    """The server process ended or stopped answering."""
+
+
+class RawServer:
+    """A suggest-ls subprocess spoken to in raw bytes."""
+
+    def __init__(
+        self,
+        args: tuple[str, ...] = (),
+        log_level: str = "info",
+        env: dict[str, str] | None = None,
+        workdir: str | None = None,
+    ) -> None:
+        self.dir = Path(workdir or tempfile.mkdtemp(prefix="suggest-ls-raw-"))
+        self.log_path = self.dir / "server.log"
+        self.stderr_path = self.dir / "stderr.txt"
+        cmd = [sys.executable, "-m", "suggest_ls", "--stdio", "--log-file", str(self.log_path)]
+        cmd += ["--log-level", log_level, *args]
+        self._stderr = self.stderr_path.open("wb")
+        self.proc = subprocess.Popen(
+            cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env or dict(os.environ)
+        )
+        self._cond = threading.Condition()
+        self._next_id = 0
+        self.sent: Counter[Any] = Counter()  # request ids sent
+        self.answers: Counter[Any] = Counter()  # answers received per id
+        self.responses: dict[Any, dict[str, Any]] = {}
+        self.null_errors: list[dict[str, Any]] = []  # error answers with id null (unparsable input)
+        self.notifications: list[dict[str, Any]] = []
+        self.frame_errors: list[str] = []
+        self.bytes_in = 0
+        self._closed = False
+        self._reader = threading.Thread(target=self._read, name="rawlsp-reader", daemon=True)
+        self._reader.start()
+
+    # ----- reading -----
+    def _read(self) -> None:
+        parser = FrameParser()
+        out = self.proc.stdout
+        assert out is not None
+        while True:
+            data = out.read1(1 << 16)  # type: ignore[attr-defined]
+            if not data:
+                break
+            self.bytes_in += len(data)
+            for item in parser.feed(data):
+                if isinstance(item, Frame):
+                    self._dispatch(json.loads(item.body))
+                else:
+                    self.frame_errors.append(item.reason)
+        with self._cond:
+            self._closed = True
+            self._cond.notify_all()
+
+    def _dispatch(self, msg: dict[str, Any]) -> None:
+        if "method" in msg and "id" in msg:  # a request from the server: answer it
+            result: Any = (
+                [{}] * len(msg.get("params", {}).get("items", []))
+                if msg["method"] == "workspace/configuration"
+                else None
+            )
+            self.send({"jsonrpc": "2.0", "id": msg["id"], "result": result})
+            return
+        with self._cond:
+            if "method" in msg:
+                self.notifications.append(msg)
+            elif msg.get("id") is None:
+                self.null_errors.append(msg)
+            else:
+                self.answers[msg["id"]] += 1
+                self.responses[msg["id"]] = msg
+            self._cond.notify_all()
+
+    # ----- writing -----
+    def send_bytes(self, data: bytes) -> None:
+        """Write raw bytes to the server's stdin."""
+        stdin = self.proc.stdin
+        assert stdin is not None
+        try:
+            stdin.write(data)
+            stdin.flush()
+        except (BrokenPipeError, ValueError) as exc:
+            raise ServerGone(f"server stdin closed: {self.tail_log()}") from exc
+
+    def send(self, msg: dict[str, Any]) -> None:
+        """Frame and send one message."""
+        if "method" in msg and "id" in msg:
+            with self._cond:
+                self.sent[msg["id"]] += 1
+        self.send_bytes(encode(msg))
+
+    def new_id(self) -> int:
+        """A fresh integer request id."""
+        with self._cond:
+            self._next_id += 1
+            return self._next_id
+
+    def request(self, method: str, params: Any = None, msg_id: Any = None) -> Any:
+        """Send a request; return its id."""
+        msg_id = self.new_id() if msg_id is None else msg_id
+        msg: dict[str, Any] = {"jsonrpc": "2.0", "id": msg_id, "method": method}
+        if params is not None:
+            msg["params"] = params
+        self.send(msg)
+        return msg_id
+
+    def notify(self, method: str, params: Any = None) -> None:
+        """Send a notification."""
+        msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
+        if params is not None:
+            msg["params"] = params
+        self.send(msg)
+
+    def wait(self, msg_id: Any, timeout: float = 60.0) -> dict[str, Any]:
+        """Wait for the answer to ``msg_id``."""
+        deadline = time.monotonic() + timeout
+        with self._cond:
+            while msg_id not in self.responses:
+                left = deadline - time.monotonic()
+                if self._closed or left <= 0:
+                    why = "exited" if self._closed else f"no answer to {msg_id!r} in {timeout:.0f} s"
+                    raise ServerGone(f"server {why}; log tail:\n{self.tail_log()}")
+                self._cond.wait(min(left, 0.5))
+            return self.responses[msg_id]
+
+    def call(self, method: str, params: Any = None, timeout: float = 60.0) -> dict[str, Any]:
+        """Send a request and wait for its answer."""
+        return self.wait(self.request(method, params), timeout)
+
+    def result(self, method: str, params: Any = None, timeout: float = 60.0) -> Any:
+        """Send a request and return its result (raise on an error answer)."""
+        answer = self.call(method, params, timeout)
+        if "error" in answer:
+            raise RuntimeError(f"{method} failed: {answer['error']}")
+        return answer.get("result")
+
+    # ----- LSP helpers -----
+    def initialize(
+        self,
+        options: dict[str, Any] | None = None,
+        process_id: int | None = None,
+        wait_ready: bool = True,
+        capabilities: dict[str, Any] | None = None,
+    ) -> dict[str, Any]:
+        """initialize + initialized, then wait until the model is loaded."""
+        caps = CAPABILITIES if capabilities is None else capabilities
+        params = {"processId": process_id, "capabilities": caps, "initializationOptions": options or {}}
+        result = self.result("initialize", params)
+        self.notify("initialized", {})
+        if wait_ready:
+            self.wait_ready()
+        return result  # type: ignore[no-any-return]
+
+    def wait_ready(self, timeout: float = 120.0) -> dict[str, Any]:
+        """Poll ``suggest/status`` until the model is no longer loading."""
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            status = self.result("suggest/status", {})
+            if status["state"] != "loading":
+                return status  # type: ignore[no-any-return]
+            time.sleep(0.05)
+        raise ServerGone("model did not load")
+
+    def open(self, uri: str, text: str, version: int = 1, language: str = "python") -> None:
+        """didOpen."""
+        item = {"uri": uri, "languageId": language, "version": version, "text": text}
+        self.notify("textDocument/didOpen", {"textDocument": item})
+
+    def change(self, uri: str, version: int, changes: list[dict[str, Any]]) -> None:
+        """didChange with the given content changes."""
+        self.notify(
+            "textDocument/didChange", {"textDocument": {"uri": uri, "version": version}, "contentChanges": changes}
+        )
+
+    def inline_params(self, uri: str, line: int, character: int, invoked: bool = True) -> dict[str, Any]:
+        """Parameters of an inline completion request."""
+        return {
+            "textDocument": {"uri": uri},
+            "position": {"line": line, "character": character},
+            "context": {"triggerKind": 1 if invoked else 2},
+        }
+
+    def inline(
+        self, uri: str, line: int, character: int, invoked: bool = True, timeout: float = 60.0
+    ) -> dict[str, Any]:
+        """An inline completion answer (the whole response message)."""
+        return self.call(INLINE, self.inline_params(uri, line, character, invoked), timeout)
+
+    def document_state(self, uri: str) -> dict[str, Any] | None:
+        """The server's hash of a document (``suggest/documentState``)."""
+        return self.result("suggest/documentState", {"uri": uri})  # type: ignore[no-any-return]
+
+    # ----- checks and teardown -----
+    def unanswered(self) -> list[Any]:
+        """Request ids sent that have no answer yet."""
+        with self._cond:
+            return [i for i in self.sent if self.answers[i] == 0]
+
+    def answered_twice(self) -> list[Any]:
+        """Request ids that got more answers than they were sent."""
+        with self._cond:
+            return [i for i, n in self.answers.items() if n > self.sent.get(i, 0)]
+
+    def alive(self) -> bool:
+        """The process is still running."""
+        return self.proc.poll() is None
+
+    def log_text(self) -> str:
+        """The server's log so far."""
+        try:
+            return self.log_path.read_text(encoding="utf-8", errors="replace")
+        except OSError:
+            return ""
+
+    def tail_log(self, n: int = 30) -> str:
+        """The last lines of the server log and of its stderr."""
+        err = self.stderr_path.read_text(errors="replace") if self.stderr_path.exists() else ""
+        return "\n".join(self.log_text().splitlines()[-n:] + err.splitlines()[-n:])
+
+    def shutdown(self, timeout: float = 10.0) -> int:
+        """shutdown + exit; return the exit code."""
+        if self.alive():
+            try:
+                self.wait(self.request("shutdown"), timeout)
+                self.notify("exit")
+            except ServerGone:
+                pass
+        return self.join(timeout)
+
+    def join(self, timeout: float = 10.0) -> int:
+        """Wait for the process to end (kill it after ``timeout``)."""
+        try:
+            code = self.proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            self.proc.kill()
+            code = self.proc.wait()
+        self._stderr.close()
+        return code
+
+    def kill(self) -> None:
+        """Kill the process."""
+        if self.alive():
+            self.proc.kill()
+        self.join()

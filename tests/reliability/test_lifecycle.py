@@ -1,0 +1,122 @@
+"""Lifecycle over stdio: the order of initialize/shutdown/exit, exit within a second mid-generation,
+exit when the editor dies or closes the pipe, and no threads or children left behind."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+
+import psutil
+
+from suggest_ls.bench.rawlsp import CAPABILITIES, RawServer
+
+from .conftest import OPTIONS
+
+LONG = "".join(f"def function_{i}(value):\n    return value * {i} + {i * 7}\n\n" for i in range(60))
+BLOCK = LONG + "def main():\n    "
+
+
+def gone_within(srv: RawServer, seconds: float) -> int | None:
+    """The exit code if the process ended within ``seconds``, else None."""
+    try:
+        return srv.proc.wait(seconds)
+    except subprocess.TimeoutExpired:
+        return None
+
+
+def busy_generating(srv: RawServer, uri: str) -> object:
+    """Start a long multi-line generation and return its request id once the engine works on it."""
+    srv.open(uri, BLOCK)
+    msg_id = srv.request("textDocument/inlineCompletion", srv.inline_params(uri, BLOCK.count("\n"), 4))
+    time.sleep(1.0)  # prompt evaluation of ~1000 tokens takes seconds on a CPU
+    assert msg_id not in srv.responses, "generation finished too early to test an interruption"
+    return msg_id
+
+
+def test_lifecycle_order_and_shutdown_mid_generation_within_a_second():
+    srv = RawServer()
+    try:
+        # before initialize: requests get ServerNotInitialized, notifications are dropped
+        assert srv.call("suggest/status", {})["error"]["code"] == -32002
+        srv.open("file:///tmp/early.py", "x = 1\n")
+        # a client quirk in the capabilities (1 for true) does not lock it out
+        quirky = {**CAPABILITIES, "workspace": {"configuration": 1}}
+        srv.initialize(dict(OPTIONS, maxTokensMultiline=2048, multiline="always"), capabilities=quirky)
+        assert "initialize accepted although its params do not fit" in srv.log_text()
+        assert srv.document_state("file:///tmp/early.py") is None
+        assert srv.call("initialize", {"processId": None, "capabilities": {}})["error"]["code"] == -32600
+        proc = psutil.Process(srv.proc.pid)
+        threads_ready = proc.num_threads()
+        pending = busy_generating(srv, "file:///tmp/long.py")
+        assert proc.children(recursive=True) == []
+        started = time.perf_counter()
+        shutdown_id = srv.request("shutdown")
+        srv.wait(shutdown_id, timeout=5)
+        answered = time.perf_counter() - started
+        # the interrupted request was answered too (cancelled, or empty as the engine stopped), exactly once
+        interrupted = srv.wait(pending, timeout=5)
+        assert interrupted.get("error", {}).get("code") == -32800 or interrupted["result"]["items"] == []
+        assert answered < 1.0, answered
+        assert srv.call("suggest/status", {})["error"]["code"] == -32600  # nothing after shutdown
+        # the engine thread ends after the decode step it was in (no wedge, nothing left running)
+        deadline = time.monotonic() + 30
+        while proc.num_threads() >= threads_ready and time.monotonic() < deadline:
+            time.sleep(0.1)
+        assert proc.num_threads() < threads_ready
+        srv.notify("exit")
+        exited = time.perf_counter()
+        assert gone_within(srv, 1.0) == 0, srv.tail_log()
+        assert time.perf_counter() - exited < 1.0
+        assert srv.unanswered() == [] and srv.answered_twice() == []
+        assert "Traceback" not in srv.log_text()
+    finally:
+        srv.kill()
+
+
+def test_shutdown_and_exit_mid_generation_end_the_process_within_a_second():
+    srv = RawServer()
+    try:
+        srv.initialize(dict(OPTIONS, maxTokensMultiline=2048, multiline="always"))
+        busy_generating(srv, "file:///tmp/long.py")
+        started = time.perf_counter()
+        srv.request("shutdown")
+        srv.notify("exit")
+        assert gone_within(srv, 1.0) == 0
+        assert time.perf_counter() - started < 1.0
+    finally:
+        srv.kill()
+
+
+def test_exit_when_the_editor_process_dies_or_the_pipe_closes():
+    editor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
+    srv = RawServer()
+    try:
+        srv.initialize(OPTIONS, process_id=editor.pid, wait_ready=False)
+        assert srv.result("suggest/status", {})["state"] in ("loading", "ready")
+        editor.kill()
+        editor.wait()
+        started = time.perf_counter()
+        assert gone_within(srv, 3.0) == 1, srv.tail_log()
+        assert time.perf_counter() - started < 1.5  # pidfd: no polling delay
+        assert f"parent process {editor.pid} is gone" in srv.log_text()
+    finally:
+        editor.kill()
+        srv.kill()
+    # an editor that is already gone at initialize: exit right away (LSP: "the server should exit")
+    srv = RawServer()
+    try:
+        srv.initialize(OPTIONS, process_id=editor.pid, wait_ready=False)
+        assert gone_within(srv, 3.0) == 1
+    finally:
+        srv.kill()
+    # the editor closes the pipe without shutdown/exit
+    srv = RawServer()
+    try:
+        srv.initialize(OPTIONS, wait_ready=False)
+        assert srv.proc.stdin is not None
+        srv.proc.stdin.close()
+        assert gone_within(srv, 3.0) == 1
+        assert "input closed" in srv.log_text()
+    finally:
+        srv.kill()
