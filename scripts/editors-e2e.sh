@@ -4,8 +4,9 @@
 #   - real VS Code: code-server 4.139.1 (~600 MB, cached in ~/.cache/suggest-ls/editors-e2e) with the
 #     .vsix installed, driven by Debian's chromium through puppeteer-core: type, ghost text from the
 #     real server on the embedded model, Tab accepts, the saved file is checked; screenshot kept;
-#   - Neovim: tests/editors/test_nvim.py (also part of the normal suite).
-# Needs root for apt-get (chromium, libkrb5-dev) the first time. Takes ~6 min cold, ~1-2 min warm.
+#   - Neovim: tests/editors/test_nvim.py (also part of the normal suite);
+#   - Emacs 28 + eglot (Debian): the textDocument/completion fallback, tests/editors/emacs_check.py.
+# Needs root for apt-get (chromium, libkrb5-dev, emacs-nox, elpa-eglot) the first time. Cold: ~15 min (code-server install); warm: ~4 min.
 #   ./scripts/editors-e2e.sh             everything
 #   ./scripts/editors-e2e.sh --no-browser   only the extension build/lint/tests/package and Neovim
 set -euo pipefail
@@ -35,11 +36,14 @@ cd "$ROOT"
 
 [ "$BROWSER" = 1 ] || exit 0
 
-say "system packages: chromium, libkrb5-dev (code-server's native modules)"
-if ! command -v chromium >/dev/null || ! dpkg -s libkrb5-dev >/dev/null 2>&1; then
+say "system packages: chromium, libkrb5-dev (code-server's native modules), emacs-nox + elpa-eglot"
+if ! command -v chromium >/dev/null || ! dpkg -s libkrb5-dev elpa-eglot >/dev/null 2>&1 || ! command -v emacs >/dev/null; then
   apt-get update -q
-  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium libkrb5-dev
+  DEBIAN_FRONTEND=noninteractive apt-get install -y -q chromium libkrb5-dev emacs-nox elpa-eglot
 fi
+
+say "Emacs 28 + eglot: the completion fallback"
+.venv/bin/python -m pytest -q tests/editors/emacs_check.py
 
 say "Node 24 and code-server $CODE_SERVER_VERSION (cached in $CACHE)"
 mkdir -p "$CACHE/node24" "$CACHE/code-server"

@@ -1,4 +1,4 @@
---- suggest-ls for Neovim 0.12+: ghost-text suggestions through the built-in LSP client.
+--- suggest-ls for Neovim 0.12+ (0.11: completion-menu fallback): ghost text through the built-in LSP client.
 ---
 ---   require("suggest_ls").setup({ settings = { temperature = 0.1 } })
 ---
@@ -47,9 +47,13 @@ local function on_status(_, params, ctx)
   end
 end
 
---- Attach: turn on inline completion for this buffer.
-local function on_attach(_, bufnr)
-  vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
+--- Attach: turn on inline completion (Neovim 0.12+) or, on 0.11, the completion-menu fallback.
+local function on_attach(client, bufnr)
+  if vim.lsp.inline_completion then
+    vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
+  elseif vim.lsp.completion then
+    vim.lsp.completion.enable(true, client.id, bufnr, { autotrigger = true })
+  end
 end
 
 --- Find the project root of a buffer (or the working directory).
@@ -149,7 +153,7 @@ end
 ---@param key string
 local function map_accept(key)
   vim.keymap.set("i", key, function()
-    if vim.lsp.inline_completion.get() then
+    if vim.lsp.inline_completion and vim.lsp.inline_completion.get() then
       return ""
     end
     return key
@@ -199,12 +203,12 @@ function M.setup(opts)
   if o.accept_key then
     map_accept(o.accept_key)
   end
-  if o.next_key then
+  if o.next_key and vim.lsp.inline_completion then
     vim.keymap.set("i", o.next_key, function()
       vim.lsp.inline_completion.select({ count = 1 })
     end, { desc = "suggest-ls: next suggestion" })
   end
-  if o.prev_key then
+  if o.prev_key and vim.lsp.inline_completion then
     vim.keymap.set("i", o.prev_key, function()
       vim.lsp.inline_completion.select({ count = -1 })
     end, { desc = "suggest-ls: previous suggestion" })
