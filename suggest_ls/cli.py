@@ -49,6 +49,11 @@ def build_parser() -> argparse.ArgumentParser:
         help="access token clients must present (initializationOptions.authToken); else $SUGGEST_LS_TOKEN",
     )
     p.add_argument("--model", default="", help="GGUF model path (overrides the embedded default)")
+    p.add_argument(
+        "--health-port",
+        metavar="[HOST:]PORT",
+        help="serve GET /health (JSON) and /metrics (Prometheus) over HTTP; host defaults to 127.0.0.1",
+    )
     p.add_argument("--log-file", help="write the log here instead of stderr")
     p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
     sub = p.add_subparsers(dest="command")
@@ -61,6 +66,16 @@ def build_parser() -> argparse.ArgumentParser:
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting, e.g. temperature=0")
 
     sub.add_parser("check", help="load the model, print the device, run a smoke completion")
+
+    q = sub.add_parser("quantize", help="quantize a GGUF with llama.cpp's in-process quantizer")
+    q.add_argument("input", metavar="IN.gguf")
+    q.add_argument("output", metavar="OUT.gguf")
+    q.add_argument("--type", default="Q4_K_M", help="Q4_K_M, Q4_0, Q5_K_M, Q6_K, Q8_0, F16, ... (default Q4_K_M)")
+    q.add_argument("--threads", type=int, default=0, help="quantizer threads (0: all cores)")
+    q.add_argument(
+        "--allow-requantize", action="store_true", help="allow an already quantized input (costs some quality)"
+    )
+    q.add_argument("--force", action="store_true", help="overwrite OUT.gguf")
 
     b = sub.add_parser("bench", help="benchmarks: latency, throughput, quality")
     b.add_argument("kind", choices=["latency", "throughput", "quality", "fuzz", "soak"])
@@ -76,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
         return asyncio.run(_complete(args))
     if args.command == "check":
         return asyncio.run(_check(args))
+    if args.command == "quantize":
+        from suggest_ls.quantize import main as quantize_main
+
+        return quantize_main(args)
     if args.command == "bench":
         from suggest_ls.bench import run_bench
 
@@ -92,10 +111,14 @@ def _serve(args: argparse.Namespace) -> int:
         if args.tcp:
             host, port = parse_hostport(args.tcp)
             check_bind(host, token)
+        if args.health_port:
+            check_bind(parse_hostport(args.health_port)[0], token, "--health-port")
     except (SecurityError, ValueError) as exc:
         print(f"error: {exc}", file=sys.stderr)
         return 2
     server = create_server(args.model)
+    if args.health_port:
+        _start_health(server, args.health_port, token)
     if args.tcp:
         server.start_tcp(host, port, token)
         return 0
@@ -105,6 +128,17 @@ def _serve(args: argparse.Namespace) -> int:
     sys.stdout = sys.stderr
     server.start_io(sys.stdin.buffer, protocol_out)
     return 0
+
+
+def _start_health(server: object, where: str, token: str = "") -> None:
+    """Start the HTTP health endpoint; a port that cannot be bound is logged, the LSP serves anyway."""
+    from suggest_ls.health import HealthServer
+
+    try:
+        host, port = parse_hostport(where)
+        HealthServer(server.ops, host, port, token).start()  # type: ignore[attr-defined]
+    except (OSError, ValueError) as exc:
+        logging.getLogger(__name__).error("health endpoint on %s not started: %s", where, exc)
 
 
 def _parse_sets(items: list[str]) -> dict[str, object]:

@@ -3,16 +3,15 @@
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import hashlib
 import json
 import logging
 import os
 import sys
 import threading
-import time
 import uuid
 from collections.abc import Awaitable, Callable, Generator
-from pathlib import Path
 from typing import Any, NoReturn
 
 import attrs
@@ -29,7 +28,7 @@ from pygls.protocol.language_server import lsp_method
 from suggest_ls import __version__
 from suggest_ls.completer import MAX_DOCUMENT_CHARS, MAX_LINE_CHARS, Completer, CompletionRequest, Suggestion
 from suggest_ls.document import Document, PositionError, units_len
-from suggest_ls.engine import Engine, EngineConfig, LoadInfo
+from suggest_ls.engine import LoadInfo
 from suggest_ls.framing import (
     INVALID_REQUEST,
     PARSE_ERROR,
@@ -43,8 +42,7 @@ from suggest_ls.framing import (
     request_id,
     valid_id,
 )
-from suggest_ls.models import ModelError, resolve_model
-from suggest_ls.prompt import ModelInfo, detect_template
+from suggest_ls.ops import Operations
 from suggest_ls.security import token_matches
 from suggest_ls.settings import SECTION, Settings, resolve
 from suggest_ls.stats import Recorder
@@ -52,6 +50,12 @@ from suggest_ls.stats import Recorder
 log = logging.getLogger(__name__)
 STATUS_METHOD = "suggest/status"
 STATUS_NOTIFICATION = "suggest/didChangeStatus"
+RELOAD_METHOD = "suggest/reloadModel"
+# The inline item's command: arguments [{"id", "uri", "length"}]; editors run it when the item is accepted.
+ACCEPTED_COMMAND = "suggestLs.accepted"
+# Partial acceptance (word/line at a time): params {"id", "acceptedLength"}.
+PARTIAL_ACCEPT_NOTIFICATION = "suggest/didPartiallyAccept"
+_MESSAGE_TYPES = {"error": types.MessageType.Error, "warning": types.MessageType.Warning}
 DOCUMENT_STATE_METHOD = "suggest/documentState"
 AUTH_TIMEOUT_S = 10.0
 
@@ -291,13 +295,9 @@ class SuggestServer(LanguageServer):
         self.settings = Settings()
         self.model_override = model_override
         self.recorder = Recorder()
-        self.completer: Completer | None = None
-        self.engine: Engine | None = None
-        self.load_info: LoadInfo | None = None
-        self.state = "loading"
-        self.state_reason = ""
+        self.ops = Operations(self, self.recorder, model_override)
         self.roots: list[str] = []
-        self._load_task: asyncio.Future[None] | None = None
+        self._load_task: asyncio.Future[Any] | None = None
         self._watch_task: asyncio.Future[None] | None = None
 
     # ----- transports and process lifecycle -----
@@ -392,114 +392,120 @@ class SuggestServer(LanguageServer):
             doc.out_of_sync = "an edit with invalid parameters was dropped"
             log.warning("%s is out of sync until it is reopened or fully replaced", uri)
 
-    # ----- model lifecycle -----
-    def engine_config(self) -> EngineConfig:
-        """The engine configuration from the current settings (raises ModelError)."""
-        s = self.settings
-        choice = resolve_model(s.model or self.model_override, roots=self.roots)
-        log.info("model: %s (from %s)", choice.path, choice.source)
-        return EngineConfig(
-            model_path=choice.path,
-            context_size=s.context_size,
-            parallel=s.parallel,
-            threads=s.threads,
-            gpu_layers=s.gpu_layers,
-            batch_window_ms=s.batch_window_ms,
-        )
+    # ----- model lifecycle, state and status (the work is in suggest_ls.ops) -----
+    @property
+    def completer(self) -> Completer | None:
+        """The completer (created with the first loaded model)."""
+        return self.ops.completer
 
-    async def load_model(self) -> None:
-        """Load (or reload) the model in the background, reporting progress to the client."""
-        self.set_state("loading", "loading the model")
-        token: str | None = None
-        if self._client_supports_progress():
-            token = str(uuid.uuid4())
-            try:
-                await self.work_done_progress.create_async(token)
-                self.work_done_progress.begin(
-                    token, types.WorkDoneProgressBegin(title="suggest-ls", message="loading model")
-                )
-            except Exception as exc:
-                log.debug("progress not available: %s", exc)
-                token = None
-        started = time.perf_counter()
-        engine: Engine | None = None
-        try:
-            config = await asyncio.to_thread(self.engine_config)
-            engine = Engine(config).start()
-            info = await asyncio.wrap_future(engine.ready)
-        except (ModelError, OSError) as exc:
-            if engine is not None:
-                engine.close()
-            message = f"suggest-ls: model not loaded: {exc}"
-            log.error("%s", message)
-            self.set_state("error", str(exc))
-            self.window_show_message(types.ShowMessageParams(types.MessageType.Error, message))
-            if token:
-                self.work_done_progress.end(token, types.WorkDoneProgressEnd(message="model not loaded"))
-            return
-        old = self.engine
-        self.engine, self.load_info = engine, info
-        template = detect_template(info.model, self.settings.template)
-        self.completer = Completer(engine, template, self.settings, self.recorder)
-        if old is not None:
-            old.close()
-        elapsed = (time.perf_counter() - started) * 1000
-        log.info("ready: %s, template %s, %.0f ms", info.device, template.name, elapsed)
-        self.set_state("ready" if self.settings.enabled else "disabled", f"{Path(info.path).name} on {info.device}")
-        if token:
-            self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=f"ready ({info.device})"))
+    @property
+    def engine(self) -> Any:
+        """The backend serving now (an Engine or a RemoteBackend); None before loading or after an unload."""
+        return self.ops.backend
+
+    @property
+    def load_info(self) -> LoadInfo | None:
+        """What the serving model is and where it runs."""
+        return self.ops.load_info
+
+    @property
+    def state(self) -> str:
+        """loading / ready / degraded / error / disabled."""
+        return self.ops.state
+
+    @property
+    def state_reason(self) -> str:
+        """Why the server is in its state."""
+        return self.ops.reason
+
+    @property
+    def roots(self) -> list[str]:
+        """Workspace folders (searched for models/)."""
+        return self.ops.roots
+
+    @roots.setter
+    def roots(self, value: list[str]) -> None:
+        self.ops.roots = value
+
+    async def load_model(self, why: str = "startup") -> dict[str, Any]:
+        """Load the configured model, beside the current one when one serves, and switch to it."""
+        self.ops.start_monitor()
+        return await self.ops.start_load(why)
+
+    async def reload_model(self, model: Any = None) -> dict[str, Any]:
+        """``suggest/reloadModel``: switch to ``model`` (or reload the current settings) without a gap."""
+        old = self.settings
+        if isinstance(model, str) and model != old.model:
+            self.settings = dataclasses.replace(old, model=model)
+            self.ops.apply(old, self.settings, started=False)
+        return await self.ops.load("suggest/reloadModel", force=True)
 
     def _client_supports_progress(self) -> bool:
         caps = self.client_capabilities
         return bool(caps and caps.window and caps.window.work_done_progress)
 
-    def set_state(self, state: str, reason: str = "") -> None:
-        """Change the server state and tell the client."""
-        self.state, self.state_reason = state, reason
+    async def progress_begin(self, message: str) -> str | None:
+        """Begin a work-done progress in the client (when it supports them); returns its token."""
+        if not self._client_supports_progress():
+            return None
+        token = str(uuid.uuid4())
+        try:
+            await self.work_done_progress.create_async(token)
+            self.work_done_progress.begin(token, types.WorkDoneProgressBegin(title="suggest-ls", message=message))
+        except Exception as exc:
+            log.debug("progress not available: %s", exc)
+            return None
+        return token
+
+    def progress_end(self, token: Any, message: str) -> None:
+        """End a progress begun by ``progress_begin``."""
+        if token:
+            try:
+                self.work_done_progress.end(token, types.WorkDoneProgressEnd(message=message))
+            except Exception as exc:
+                log.debug("progress end not sent: %s", exc)
+
+    def publish_status(self, state: str, reason: str) -> None:
+        """Send ``suggest/didChangeStatus``."""
         try:
             self.protocol.notify(STATUS_NOTIFICATION, {"state": state, "reason": reason})
         except Exception as exc:  # no transport yet
             log.debug("status notification not sent: %s", exc)
 
+    def show(self, level: str, message: str) -> None:
+        """``window/showMessage`` at ``level`` (error, warning, info)."""
+        try:
+            self.window_show_message(
+                types.ShowMessageParams(_MESSAGE_TYPES.get(level, types.MessageType.Info), message)
+            )
+        except Exception as exc:
+            log.debug("message not sent: %s", exc)
+
+    def set_state(self, state: str, reason: str = "") -> None:
+        """Change the server state and tell the client."""
+        self.ops.set_base(state, reason)
+
     def apply_settings(self, raw: Any) -> None:
-        """Resolve raw client settings; reload the model when a model setting changed."""
+        """Resolve raw client settings; swap, disable or re-enable the model when needed."""
         new, messages = resolve(raw if isinstance(raw, dict) else None, self.settings)
         for message in messages:
             log.warning("%s", message)
-            self.window_show_message(types.ShowMessageParams(types.MessageType.Warning, f"suggest-ls: {message}"))
+            self.show("warning", f"suggest-ls: {message}")
         old, self.settings = self.settings, new
-        if self.completer is not None:
-            self.completer.settings = new
-            self.completer.template = detect_template(
-                self.load_info.model if self.load_info else ModelInfo(), new.template
-            )
-        reload_keys = ("model", "context_size", "parallel", "threads", "gpu_layers", "batch_window_ms")
-        if self.state != "loading" and any(getattr(old, k) != getattr(new, k) for k in reload_keys):
-            self._load_task = asyncio.ensure_future(self.load_model())
-        elif self.state in ("ready", "disabled"):
-            self.set_state("ready" if new.enabled else "disabled", self.state_reason)
+        self.ops.apply(old, new, started=self._load_task is not None)
 
     def status(self) -> dict[str, Any]:
         """The server's state for ``suggest/status``."""
-        info = self.load_info
-        engine = self.engine
-        return {
-            "state": self.state,
-            "reason": self.state_reason,
-            "version": __version__,
-            "model": Path(info.path).name if info else None,
-            "quantization": info.quantization if info else None,
-            "device": info.device if info else None,
-            "gpuLayers": info.gpu_layers if info else 0,
-            "offload": info.offload_reason if info else None,
-            "template": self.completer.template.name if self.completer else None,
-            "tokensPerSecond": round(engine.tokens_per_second(), 1) if engine else 0.0,
-            "latency": self.recorder.latency(),
-            "requests": self.recorder.requests,
-            "cacheHits": self.recorder.cache_hits,
-            "outcomes": dict(self.recorder.outcomes),
-            "recentReasons": self.recorder.reasons(),
-        }
+        return self.ops.status()
+
+    def acceptance_command(self, uri: str, text: str) -> types.Command:
+        """The command an editor runs when it accepts a suggestion (counted for the acceptance rate)."""
+        offer = self.ops.acceptance.offer(uri, len(text))
+        return types.Command(
+            title="suggest-ls: suggestion accepted",
+            command=ACCEPTED_COMMAND,
+            arguments=[{"id": offer, "uri": uri, "length": len(text)}],
+        )
 
     # ----- completion -----
     async def suggest(self, uri: str, position: types.Position, manual: bool) -> tuple[Document, Suggestion] | None:
@@ -522,13 +528,14 @@ class SuggestServer(LanguageServer):
         if len(doc.line(position.line)) > MAX_LINE_CHARS:
             log.info("no suggestion for %s: line too long (%d characters)", uri, len(doc.line(position.line)))
             return None
-        if self.completer is None:
+        completer = await self.ops.completer_for_request()
+        if completer is None:
             log.info("no suggestion for %s: %s", uri, self.state_reason or "model not loaded")
             return None
         version = doc.version
         self.protocol.watch_stale(uri, doc, version)
         req = CompletionRequest(uri, version, doc.text, offset, doc.language_id, manual)
-        result = await self.completer.complete(req)
+        result = await completer.complete(req)
         if doc.version != version or self.documents.get(uri) is not doc:
             log.info("no suggestion for %s: stale (document changed from v%d)", uri, version)
             return None
@@ -602,6 +609,7 @@ def create_server(model_override: str = "") -> SuggestServer:
         item = types.InlineCompletionItem(
             insert_text=suggestion.text,
             range=ls.edit_range(doc, params.position, suggestion),
+            command=ls.acceptance_command(params.text_document.uri, suggestion.text),
         )
         return types.InlineCompletionList(items=[item])
 
@@ -627,6 +635,7 @@ def create_server(model_override: str = "") -> SuggestServer:
             text_edit=types.TextEdit(range=ls.edit_range(doc, params.position, suggestion), new_text=suggestion.text),
             insert_text_format=types.InsertTextFormat.PlainText,
             sort_text="0",
+            command=ls.acceptance_command(params.text_document.uri, suggestion.text),
         )
         return types.CompletionList(is_incomplete=True, items=[item])
 
@@ -637,6 +646,23 @@ def create_server(model_override: str = "") -> SuggestServer:
     @server.feature(STATUS_METHOD)
     def status(ls: SuggestServer, params: Any) -> dict[str, Any]:
         return ls.status()
+
+    @server.feature(RELOAD_METHOD)
+    async def reload_model(ls: SuggestServer, params: Any) -> dict[str, Any]:
+        return await ls.reload_model(_field(params, "model"))
+
+    @server.command(ACCEPTED_COMMAND)
+    def accepted(ls: SuggestServer, *args: Any) -> bool:
+        offer = _field(args[0], "id") if args else None
+        return isinstance(offer, str) and ls.ops.acceptance.accept(offer)
+
+    @server.feature(PARTIAL_ACCEPT_NOTIFICATION)
+    def partially_accepted(ls: SuggestServer, params: Any) -> None:
+        offer, length = _field(params, "id"), _field(params, "acceptedLength")
+        if isinstance(offer, str) and isinstance(length, int) and not isinstance(length, bool):
+            ls.ops.acceptance.accept_partially(offer, length)
+        else:
+            log.warning("%s needs {id: string, acceptedLength: integer}", PARTIAL_ACCEPT_NOTIFICATION)
 
     @server.feature(DOCUMENT_STATE_METHOD)
     def document_state(ls: SuggestServer, params: Any) -> dict[str, Any] | None:
@@ -665,6 +691,13 @@ def create_server(model_override: str = "") -> SuggestServer:
         ls.terminate(0 if ls.protocol.shutting_down else 1)
 
     return server
+
+
+def _field(params: Any, name: str) -> Any:
+    """A field of custom-method params, whether pygls gives a dict or an object."""
+    if isinstance(params, dict):
+        return params.get(name)
+    return getattr(params, name, None)
 
 
 def _uri_path(uri: str) -> str:

@@ -33,6 +33,12 @@ class Settings:
     min_confidence: float = 0.0
     idle_unload_s: int = 0
     log_level: str = "info"
+    alerts: str = "auto"
+    alert_min_tokens_per_second: float = 50.0
+    alert_max_gpu_memory: float = 0.85
+    alert_max_p99_ms: float = 300.0
+    alert_window_s: int = 300
+    alert_min_samples: int = 20
 
 
 @dataclass(frozen=True)
@@ -57,7 +63,8 @@ OPTIONS: tuple[Option, ...] = (
         "model",
         "model",
         str,
-        "Path to a GGUF model; empty picks SUGGEST_LS_MODEL, models/*.gguf, then the embedded default.",
+        "Path to a GGUF model; empty picks SUGGEST_LS_MODEL, models/*.gguf, then the embedded default. "
+        "Changing it swaps models without a gap. With backend 'openai': the model name sent (empty: the server's first).",
     ),
     Option(
         "backend",
@@ -155,6 +162,50 @@ OPTIONS: tuple[Option, ...] = (
         str,
         "Log level: 'debug' also logs document text.",
         choices=("debug", "info", "warning", "error"),
+    ),
+    Option(
+        "alerts",
+        "alerts",
+        str,
+        "When the alerts below are judged: 'auto' checks tokens/s and p99 only when a GPU or a remote server "
+        "runs the model (the defaults are a GPU deployment's figures) and GPU memory whenever NVML reads a GPU; "
+        "'always' also on a CPU; 'off' never.",
+        choices=("auto", "always", "off"),
+    ),
+    Option(
+        "alertMinTokensPerSecond",
+        "alert_min_tokens_per_second",
+        float,
+        "Degraded while generation runs slower than this many tokens/s (measured only while generating); 0 turns it off.",
+        _nonneg,
+    ),
+    Option(
+        "alertMaxGpuMemory",
+        "alert_max_gpu_memory",
+        float,
+        "Degraded while more than this share of GPU memory is used; 0 turns it off.",
+        lambda v: 0 <= v <= 1,
+    ),
+    Option(
+        "alertMaxP99Ms",
+        "alert_max_p99_ms",
+        float,
+        "Degraded while the p99 suggestion latency over the alert window is above this; 0 turns it off.",
+        _nonneg,
+    ),
+    Option(
+        "alertWindowSeconds",
+        "alert_window_s",
+        int,
+        "The window over which tokens/s and p99 latency are judged.",
+        lambda v: 10 <= v <= 86400,
+    ),
+    Option(
+        "alertMinSamples",
+        "alert_min_samples",
+        int,
+        "Requests needed in the window before tokens/s or p99 is judged at all.",
+        lambda v: 1 <= v <= 100000,
     ),
 )
 

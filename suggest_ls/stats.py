@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
-from collections import Counter, deque
+from collections import Counter, OrderedDict, deque
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
+
+MODEL_OUTCOMES = ("shown", "cache")
 
 
 @dataclass(frozen=True)
@@ -43,6 +47,100 @@ def percentile(values: list[float], q: float) -> float:
     return ordered[k]
 
 
+def outcome_class(outcome: str) -> str:
+    """A bounded label for an outcome: shown, cache, superseded, error or empty (no suggestion)."""
+    if outcome in MODEL_OUTCOMES:
+        return outcome
+    if outcome.startswith("superseded"):
+        return "superseded"
+    if outcome.startswith("error"):
+        return "error"
+    return "empty"
+
+
+@dataclass
+class _Offer:
+    uri: str
+    length: int
+    at: float
+    accepted: int = 0
+    partial: int = 0
+
+
+class Acceptance:
+    """Suggestions offered to the editor and how much of each the user accepted (thread-safe)."""
+
+    def __init__(self, keep: int = 2000) -> None:
+        self._lock = threading.Lock()
+        self._offers: OrderedDict[str, _Offer] = OrderedDict()
+        self._keep = keep
+        self._next = 0
+        self.offered = 0
+        self.accepted = 0
+        self.partial = 0
+        self.accepted_chars = 0
+        self.offered_chars = 0
+
+    def offer(self, uri: str, length: int) -> str:
+        """Register a suggestion shown to the editor; returns its id for the acceptance command."""
+        with self._lock:
+            self._next += 1
+            offer_id = f"s{self._next}"
+            self._offers[offer_id] = _Offer(uri, length, time.time())
+            while len(self._offers) > self._keep:
+                self._offers.popitem(last=False)
+            self.offered += 1
+            self.offered_chars += length
+            return offer_id
+
+    def accept(self, offer_id: str, length: int | None = None) -> bool:
+        """Record a full acceptance (``length`` defaults to the whole text); False for unknown or repeated ids."""
+        with self._lock:
+            offer = self._offers.get(offer_id)
+            if offer is None or offer.accepted:
+                return False
+            got = offer.length if length is None else max(0, min(int(length), offer.length))
+            self.accepted += 1
+            if offer.partial:
+                self.partial -= 1  # a partial acceptance completed later counts once, as accepted
+            self.accepted_chars += max(0, got - offer.partial)
+            offer.accepted = got
+            return True
+
+    def accept_partially(self, offer_id: str, length: int) -> bool:
+        """Record that the first ``length`` characters were accepted (word or line at a time)."""
+        with self._lock:
+            offer = self._offers.get(offer_id)
+            if offer is None or offer.accepted:
+                return False
+            got = max(0, min(int(length), offer.length))
+            if got <= offer.partial:
+                return False
+            if not offer.partial:
+                self.partial += 1
+            self.accepted_chars += got - offer.partial
+            offer.partial = got
+            return True
+
+    def rate(self) -> float:
+        """Share of offered suggestions accepted in full or in part."""
+        with self._lock:
+            return (self.accepted + self.partial) / self.offered if self.offered else 0.0
+
+    def summary(self) -> dict[str, float | int]:
+        """Counts and rates for ``suggest/status``."""
+        rate = self.rate()
+        with self._lock:
+            return {
+                "offered": self.offered,
+                "accepted": self.accepted,
+                "partiallyAccepted": self.partial,
+                "rate": round(rate, 3),
+                "acceptedChars": self.accepted_chars,
+                "charRate": round(self.accepted_chars / self.offered_chars, 3) if self.offered_chars else 0.0,
+            }
+
+
 class Recorder:
     """Keeps recent records (thread-safe) and counts outcomes since start."""
 
@@ -54,17 +152,35 @@ class Recorder:
         self.cache_hits = 0
         self.accepted = 0
         self.shown = 0
+        self.listeners: list[Callable[[Record], None]] = []
 
     def add(self, record: Record) -> None:
-        """Store one record."""
+        """Store one record and tell the listeners (metrics, alerts)."""
         with self._lock:
             self._records.append(record)
             self.requests += 1
             self.outcomes[record.outcome] += 1
             if record.cache_hit:
                 self.cache_hits += 1
-            if record.outcome in ("shown", "cache"):
+            if record.outcome in MODEL_OUTCOMES:
                 self.shown += 1
+        for listener in list(self.listeners):
+            try:
+                listener(record)
+            except Exception:  # a broken listener must not break completion
+                logging.getLogger(__name__).exception("stats listener failed")
+
+    def decode_rate(self, seconds: float = 300.0) -> tuple[float, int]:
+        """Tokens per second while generating (after the first token) over the window, and how many requests count."""
+        tokens = 0
+        busy = 0.0
+        requests = 0
+        for r in self.recent(seconds):
+            if r.generated_tokens > 1 and r.engine_ms > r.ttft_ms:
+                tokens += r.generated_tokens - 1
+                busy += (r.engine_ms - r.ttft_ms) / 1000
+                requests += 1
+        return (tokens / busy if busy > 0 else 0.0), requests
 
     def recent(self, seconds: float = 300.0) -> list[Record]:
         """Records of the last ``seconds``."""
@@ -85,5 +201,5 @@ class Recorder:
     def reasons(self, n: int = 10) -> list[dict[str, object]]:
         """The latest reasons a suggestion was not shown."""
         with self._lock:
-            out = [r for r in reversed(self._records) if r.outcome not in ("shown", "cache")][:n]
+            out = [r for r in reversed(self._records) if r.outcome not in MODEL_OUTCOMES][:n]
         return [{"uri": r.uri, "reason": r.outcome, "at": r.at} for r in out]

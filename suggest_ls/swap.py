@@ -1,0 +1,140 @@
+"""Blue-green model swap: the completer holds one switchable backend; the loaded models come and go behind it.
+
+A new backend is loaded beside the current one and checked with a smoke completion; ``switch``
+then sends new jobs to it while jobs already on the old one finish there (``drain``), after which
+the old one is closed. The completer never sees a gap.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import threading
+import time
+from collections.abc import Callable
+from typing import Any, Protocol
+
+from suggest_ls.engine import GenRequest, GenResult
+
+log = logging.getLogger(__name__)
+SMOKE_PROMPT = "def add(a, b):\n    return "
+
+
+class Closable(Protocol):
+    """A backend the swap can start using and later close."""
+
+    def submit(self, req: GenRequest, done: Callable[[GenResult], None]) -> Any: ...
+
+    def expect(self, delta: int) -> None: ...
+
+    def close(self, timeout: float = 2.0) -> None: ...
+
+
+class _Refused:
+    """The handle of a job that was answered at once (no backend loaded)."""
+
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+
+
+class SwitchableBackend:
+    """Forwards jobs to the current backend and counts what is still running on each one."""
+
+    def __init__(self) -> None:
+        self.current: Closable | None = None
+        self.last_request: GenRequest | None = None
+        self.last_used = time.monotonic()
+        self._lock = threading.Lock()
+        self._inflight: dict[int, int] = {}
+        self._expected = 0
+
+    def submit(self, req: GenRequest, done: Callable[[GenResult], None]) -> Any:
+        """Send a job to the current backend; it finishes there even if a swap happens meanwhile."""
+        self.last_used = time.monotonic()
+        target = self.current
+        if target is None:
+            done(GenResult("", "error", "model not loaded"))
+            return _Refused()
+        if not req.key.startswith("__"):
+            self.last_request = req
+        key = id(target)
+        with self._lock:
+            self._inflight[key] = self._inflight.get(key, 0) + 1
+
+        def finished(result: GenResult) -> None:
+            with self._lock:
+                self._inflight[key] = max(0, self._inflight.get(key, 0) - 1)
+            done(result)
+
+        return target.submit(req, finished)
+
+    def expect(self, delta: int) -> None:
+        """Forward the 'requests about to arrive' hint, remembering the count for the next backend."""
+        self._expected = max(0, self._expected + delta)
+        if self.current is not None:
+            self.current.expect(delta)
+
+    def tokens_per_second(self, window_s: float = 10.0) -> float:
+        """The current backend's generation speed (0 when none is loaded)."""
+        fn = getattr(self.current, "tokens_per_second", None)
+        return float(fn(window_s)) if fn else 0.0
+
+    def switch(self, new: Closable | None) -> Closable | None:
+        """Make ``new`` the current backend and return the previous one (still finishing its jobs)."""
+        old, self.current = self.current, new
+        if self._expected:
+            if old is not None:
+                old.expect(-self._expected)
+            if new is not None:
+                new.expect(self._expected)
+        return old
+
+    def inflight(self, backend: Closable) -> int:
+        """Jobs submitted to ``backend`` and not yet answered."""
+        with self._lock:
+            return self._inflight.get(id(backend), 0)
+
+    async def retire(self, old: Closable, timeout_s: float = 30.0) -> bool:
+        """Wait for ``old``'s jobs to finish (up to ``timeout_s``), then close it; True if it drained."""
+        deadline = time.monotonic() + timeout_s
+        while self.inflight(old) and time.monotonic() < deadline:
+            await asyncio.sleep(0.02)
+        drained = not self.inflight(old)
+        if not drained:
+            log.warning("closing the previous model with %d jobs still running", self.inflight(old))
+        await asyncio.to_thread(old.close)
+        with self._lock:
+            self._inflight.pop(id(old), None)
+        return drained
+
+
+async def run_job(backend: Closable, req: GenRequest, timeout_s: float = 60.0) -> GenResult:
+    """Submit one job directly to ``backend`` and wait for its result."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[GenResult] = loop.create_future()
+
+    def settle(result: GenResult) -> None:
+        if not future.done():
+            future.set_result(result)
+
+    def done(result: GenResult) -> None:
+        loop.call_soon_threadsafe(settle, result)
+
+    handle = backend.submit(req, done)
+    try:
+        return await asyncio.wait_for(future, timeout_s)
+    except (TimeoutError, asyncio.CancelledError):
+        handle.cancel.set()
+        raise
+
+
+async def smoke(backend: Closable, prompt: str, warm: GenRequest | None = None) -> GenResult:
+    """Check a freshly loaded backend with one short completion; also warm the latest document's prompt."""
+    jobs = [run_job(backend, GenRequest(key="__smoke__", prompt=prompt, max_tokens=4, temperature=0.0))]
+    if warm is not None:
+        jobs.append(run_job(backend, GenRequest(key=warm.key, prompt=warm.prompt, max_tokens=1, temperature=0.0)))
+    results = await asyncio.gather(*jobs, return_exceptions=True)
+    first = results[0]
+    if isinstance(first, BaseException):
+        return GenResult("", "error", f"smoke completion: {first!r}")
+    return first

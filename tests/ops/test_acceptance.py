@@ -1,0 +1,63 @@
+"""Acceptance counting and the per-request figures alerts and metrics read."""
+
+from __future__ import annotations
+
+from suggest_ls.stats import Acceptance, Record, Recorder, outcome_class
+
+
+def test_full_and_partial_acceptance_rates():
+    acc = Acceptance()
+    a = acc.offer("file:///a.py", 10)
+    b = acc.offer("file:///a.py", 20)
+    acc.offer("file:///b.py", 5)
+    assert acc.accept(a)
+    assert not acc.accept(a)  # once per suggestion
+    assert acc.accept_partially(b, 4)
+    assert acc.accept_partially(b, 9)
+    assert not acc.accept_partially(b, 3)  # not further than before
+    summary = acc.summary()
+    assert (summary["offered"], summary["accepted"], summary["partiallyAccepted"]) == (3, 1, 1)
+    assert summary["rate"] == round(2 / 3, 3)
+    assert summary["acceptedChars"] == 19
+    assert not acc.accept("s999") and not acc.accept_partially("nope", 3)
+
+
+def test_partial_then_full_counts_once_as_accepted():
+    acc = Acceptance()
+    a = acc.offer("u", 12)
+    acc.accept_partially(a, 5)
+    acc.accept(a)
+    s = acc.summary()
+    assert (s["accepted"], s["partiallyAccepted"], s["acceptedChars"], s["rate"]) == (1, 0, 12, 1.0)
+
+
+def test_decode_rate_counts_only_time_spent_generating():
+    rec = Recorder()
+    # 11 tokens in 300 ms of engine time, the first after 100 ms: 10 tokens in 0.2 s of generation
+    rec.add(Record("u", "shown", total_ms=320, ttft_ms=100, engine_ms=300, generated_tokens=11))
+    rec.add(Record("u", "low confidence", total_ms=50, ttft_ms=40, engine_ms=40, generated_tokens=1))
+    rec.add(Record("u", "cache", total_ms=1, cache_hit=True))
+    rate, requests = rec.decode_rate()
+    assert requests == 1 and abs(rate - 50.0) < 1e-6
+
+
+def test_listeners_see_every_record_and_a_broken_one_is_contained():
+    rec = Recorder()
+    seen: list[str] = []
+    rec.listeners.append(lambda r: seen.append(r.outcome))
+    rec.listeners.append(lambda r: 1 / 0)
+    rec.add(Record("u", "shown"))
+    rec.add(Record("u", "error: boom"))
+    assert seen == ["shown", "error: boom"] and rec.requests == 2
+
+
+def test_outcome_classes_are_bounded():
+    assert [
+        outcome_class(o) for o in ("shown", "cache", "superseded while debouncing", "error: x", "inside a word")
+    ] == [
+        "shown",
+        "cache",
+        "superseded",
+        "error",
+        "empty",
+    ]
