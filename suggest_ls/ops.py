@@ -19,12 +19,11 @@ from typing import Any, Protocol
 from suggest_ls import __version__
 from suggest_ls.alerts import AlertState, Reading, Thresholds
 from suggest_ls.completer import Completer
-from suggest_ls.context import Cursor
 from suggest_ls.device import GpuMemory, gpu_memory
 from suggest_ls.engine import Engine, EngineConfig, LoadInfo
 from suggest_ls.metrics import Metrics
 from suggest_ls.models import ModelError, resolve_model
-from suggest_ls.prompt import ModelInfo, build_prompt, detect_template
+from suggest_ls.prompt import ModelInfo, detect_template
 from suggest_ls.remote import RemoteBackend, RemoteConfig
 from suggest_ls.settings import Settings
 from suggest_ls.stats import Acceptance, Recorder
@@ -179,8 +178,7 @@ class Operations:
         try:
             backend, info = await self._open()
             template = detect_template(info.model, s.template)
-            prompt = build_prompt(Cursor(SMOKE_PROMPT, "", "python"), template)
-            result = await smoke(backend, prompt, warm=self.proxy.last_request)
+            result = await smoke(backend, SMOKE_PROMPT, warm=self.proxy.last_request)
             if result.outcome != "done" or not result.generated_tokens:
                 raise ModelError(f"smoke completion failed: {result.error or 'no tokens generated'}")
         except (ModelError, OSError, TimeoutError) as exc:

@@ -129,8 +129,8 @@ async def run_job(backend: Closable, req: GenRequest, timeout_s: float = 60.0) -
 
 
 async def smoke(backend: Closable, prompt: str, warm: GenRequest | None = None) -> GenResult:
-    """Check a freshly loaded backend with one short completion; also warm the latest document's prompt."""
-    jobs = [run_job(backend, GenRequest(key="__smoke__", prompt=prompt, max_tokens=4, temperature=0.0))]
+    """Check a freshly loaded backend with a two-token completion; also warm the latest document's prompt."""
+    jobs = [run_job(backend, GenRequest(key="__smoke__", prompt=prompt, max_tokens=2, temperature=0.0))]
     if warm is not None:
         jobs.append(run_job(backend, GenRequest(key=warm.key, prompt=warm.prompt, max_tokens=1, temperature=0.0)))
     results = await asyncio.gather(*jobs, return_exceptions=True)
