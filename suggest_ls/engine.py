@@ -192,6 +192,10 @@ class ThreadTuner:
         if self.trying is None or threads != self.trying:
             return
         self.trial_left -= 1
+        here_now = sorted(self.samples[self.current])
+        if here_now and self.samples[threads][-1] > 2 * here_now[len(here_now) // 2]:
+            self.trial_left = 0  # clearly slower: one step of evidence is enough, spare the rest
+            self.samples[threads].extend([self.samples[threads][-1]] * (self.trial - 1))
         if self.trial_left > 0:
             return
         tried = sorted(list(self.samples[threads])[-self.trial :])[self.trial // 2]

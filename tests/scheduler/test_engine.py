@@ -172,8 +172,11 @@ def test_thread_tuner_switches_to_the_faster_count_and_backs_off():
     assert tuner.current == 1
     assert tuner.pick(200) == 1  # big steps use the current choice, no trials
     slow_interval = tuner.interval
+    tried = 0
     for _ in range(200):
         threads = tuner.pick(1)
+        tried += threads == 2
         tuner.record(threads, 1, 0.010 if threads == 1 else 0.040)
     assert tuner.current == 1 and tuner.interval > slow_interval
+    assert 1 <= tried <= 6  # a clearly slower trial stops after one step, and trials back off
     assert ThreadTuner(1).choices == [1]
