@@ -257,6 +257,9 @@ class Engine:
         self._thread = threading.Thread(target=self._run, name="suggest-ls-engine", daemon=True)
         self.stats = {"decode_calls": 0, "generated": 0, "evaluated": 0, "decode_s": 0.0, "errors": 0}
         self._recent: deque[tuple[float, int, float]] = deque(maxlen=512)
+        # At most this many threads per step while set (0: no cap). Set from other threads, e.g. while a
+        # second model loads beside this one, so the two do not oversubscribe the cores (model swap).
+        self.thread_cap = 0
 
     # ----- public, any thread -----
     def start(self) -> Engine:
@@ -581,7 +584,10 @@ class Engine:
         if n == 0:
             return
         batch.n_tokens = n
-        threads = self._tuner.pick(n) if self._tuner else self._threads
+        threads = self._tuner.pick(n) if self._tuner else (self.config.threads or self._threads)
+        capped = 0 < self.thread_cap < threads
+        if capped:
+            threads = self.thread_cap
         if threads != self._threads:
             L.llama_set_n_threads(self._ctx, threads, threads)
             self._threads = threads
@@ -589,7 +595,7 @@ class Engine:
         t0 = time.perf_counter()
         rc = L.llama_decode(self._ctx, batch)
         dt = time.perf_counter() - t0
-        if self._tuner:
+        if self._tuner and not capped:
             self._tuner.record(threads, n, dt)
         self.stats["decode_calls"] += 1
         self.stats["decode_s"] += dt

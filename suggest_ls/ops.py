@@ -62,6 +62,12 @@ def format_gb(n: int) -> str:
     return f"{n / 1e9:.1f}GB"
 
 
+def _cap_threads(backend: Any, threads: int) -> None:
+    """Cap an in-process engine's decode threads (0 lifts the cap); remote backends have none."""
+    if backend is not None and hasattr(backend, "thread_cap"):
+        backend.thread_cap = threads
+
+
 class Operations:
     """Owns the loaded backend(s), the completer, the server state and the figures behind ``suggest/status``."""
 
@@ -175,17 +181,24 @@ class Operations:
         token = await self.host.progress_begin(f"loading {target}" if first else f"loading {target} beside {previous}")
         started = time.perf_counter()
         backend: Closable | None = None
+        # While two models share the CPU, each decodes on half the cores: llama.cpp's threads spin
+        # waiting for each other when oversubscribed, which made the serving model ~10x slower.
+        share = 0 if first else max(1, (os.cpu_count() or 1) // 2)
+        _cap_threads(self.backend, share)
         try:
             backend, info = await self._open()
+            _cap_threads(backend, share)
             template = detect_template(info.model, s.template)
             result = await smoke(backend, SMOKE_PROMPT, warm=self.proxy.last_request)
             if result.outcome != "done" or not result.generated_tokens:
                 raise ModelError(f"smoke completion failed: {result.error or 'no tokens generated'}")
         except (ModelError, OSError, TimeoutError) as exc:
+            _cap_threads(self.backend, 0)
             if backend is not None:
                 await asyncio.to_thread(backend.close)
             self.host.progress_end(token, "model not loaded")
             return self._load_failed(first, target, previous, str(exc) or type(exc).__name__)
+        _cap_threads(backend, 0)
         old = self.proxy.switch(backend)
         self.backend, self.load_info, self._loaded_key = backend, info, key
         if self.completer is None:
