@@ -105,7 +105,7 @@ local function main()
   sleep(50)
   type_keys(vim.env.SUGGEST_TYPE)
   out.typed_line = line(last)
-  local g, waited = wait_for("ghost text extmark", 30000, ghost)
+  local g, waited = wait_for("ghost text extmark", 60000, ghost)
   out.ghost = g
   out.ghost_wait_ms = waited
   out.mode_before_accept = vim.api.nvim_get_mode().mode

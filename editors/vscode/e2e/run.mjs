@@ -263,6 +263,20 @@ try {
   step("status details", { rows: result.details.length });
   await page.keyboard.press("Escape");
 
+  // the command palette's "Disable suggestions": the server reports disabled, the status bar follows
+  await page.keyboard.press("F1");
+  await page.waitForSelector(".quick-input-widget input", { visible: true });
+  await page.keyboard.type("suggest-ls: Disable suggestions", { delay: 20 });
+  await until("the Disable command in the palette", 20000, () =>
+    page.evaluate(() => [...document.querySelectorAll(".quick-input-list .monaco-list-row")].some((r) => r.textContent.includes("Disable suggestions"))),
+  );
+  await page.keyboard.press("Enter");
+  result.statusDisabled = await until("status bar: disabled", 30000, async () => {
+    const t = await statusText();
+    return t && /suggest-ls: disabled/.test(t) ? t : null;
+  });
+  step("disabled", { text: result.statusDisabled.split(",")[0] });
+
   result.logs = findFiles(join(userData, "logs"), "suggest-ls.log");
   result.ok = true;
   step("passed");
