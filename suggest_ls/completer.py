@@ -11,12 +11,21 @@ import logging
 import os
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
-from suggest_ls.clean import StopRule, clean
-from suggest_ls.context import Cursor, should_complete, wants_block, window
+from suggest_ls.clean import Cleaned, StopRule, clean, language_stops
+from suggest_ls.context import (
+    CHARS_PER_TOKEN,
+    Chunk,
+    ChunkRing,
+    Cursor,
+    pick_extra,
+    should_complete,
+    wants_block,
+    window,
+)
 from suggest_ls.engine import GenRequest, GenResult
 from suggest_ls.prompt import Template, build_prompt
 from suggest_ls.settings import Settings
@@ -26,6 +35,9 @@ log = logging.getLogger(__name__)
 MAX_DOCUMENT_CHARS = 4_000_000
 MAX_LINE_CHARS = 20_000
 TYPE_THROUGH_CHARS = 128
+SAMPLE_TEMPERATURE = 0.8  # candidates for reranking
+FOLLOW_LINES = 2  # non-blank lines after the cursor that rank the candidates
+FOLLOW_CHARS = 240
 
 
 class Handle(Protocol):
@@ -63,6 +75,8 @@ class Suggestion:
     reason: str = ""
     cached: bool = False
     record: Record | None = None
+    prompt: str = ""  # what the model saw (for --explain)
+    raw: str = ""  # what the model wrote, before cleaning
 
 
 @dataclass
@@ -74,6 +88,19 @@ class _Shown:
 
 
 @dataclass
+class _Running:
+    """A generation in flight: where it was asked for and how to clean its text."""
+
+    prefix: str
+    suffix: str
+    future: asyncio.Future[GenResult]
+    job: Handle
+    cursor: Cursor
+    rule: StopRule
+    adopted: bool = False  # a newer request waits for it instead of cancelling it
+
+
+@dataclass
 class _DocState:
     generation: int = 0
     last_request: float = 0.0
@@ -81,7 +108,11 @@ class _DocState:
     job: Handle | None = None
     superseded: asyncio.Future[None] | None = None  # resolved when a newer request arrives
     shown: _Shown | None = None
-    running: list[tuple[str, str, asyncio.Future[GenResult]]] = field(default_factory=list)
+    running: list[_Running] = field(default_factory=list)
+    prefetched: _Shown | None = None
+    prefetch_job: Handle | None = None
+    extra: tuple[Chunk, ...] = ()
+    extra_key: str = ""
 
 
 def adaptive_debounce(interval_ms: float) -> float:
@@ -103,6 +134,12 @@ class Completer:
         self.recorder = recorder or Recorder()
         self._docs: dict[str, _DocState] = {}
         self.reason_hook: Callable[[str, str], None] | None = None
+        self.ring = ChunkRing()
+        # Other open documents as (uri, text); the server sets it.
+        self.documents: Callable[[], Iterable[tuple[str, str]]] | None = None
+        self._last_uri = ""
+        self.last_prompt = ""  # the latest prompt and raw model text, for ``complete --explain``
+        self.last_raw = ""
         self._trace = os.environ.get("SUGGEST_LS_TRACE", "")
 
     def _add(self, record: Record) -> None:
@@ -121,6 +158,8 @@ class Completer:
         state = self._docs.pop(uri, None)
         if state and state.job is not None:
             state.job.cancel.set()
+        if state and state.prefetch_job is not None:
+            state.prefetch_job.cancel.set()
         if state and state.superseded is not None and not state.superseded.done():
             state.superseded.set_result(None)
 
@@ -149,8 +188,10 @@ class Completer:
         state.last_request = now
         state.generation += 1
         generation = state.generation
+        adopt = self._adoptable(state, req)
         if state.job is not None:
-            state.job.cancel.set()
+            if adopt is None or adopt.job is not state.job:
+                state.job.cancel.set()
             state.job = None
         if state.superseded is not None and not state.superseded.done():
             state.superseded.set_result(None)  # the older request answers now, not after its job stops
@@ -169,21 +210,21 @@ class Completer:
             return self._empty(req, "line too long", started)
         if "\x00" in cursor.prefix or "\x00" in cursor.suffix:
             return self._empty(req, "binary content near the cursor", started)
+        hit = self._type_through(state, req)
+        if hit is not None:
+            return self._cache_hit(req, hit, started)
         if not req.manual:
             why = should_complete(cursor)
             if why:
                 return self._empty(req, why, started)
-        hit = self._type_through(state, req)
-        if hit is not None:
-            record = Record(
-                uri=req.uri,
-                outcome="cache",
-                total_ms=(time.perf_counter() - started) * 1000,
-                cache_hit=True,
-                version=req.version,
-            )
-            self._add(record)
-            return replace(hit, record=record)
+        if adopt is not None:
+            reused = await self._reuse(state, req, adopt, superseded)
+            if reused is not None:
+                return self._cache_hit(req, reused, started)
+            if state.generation != generation:
+                return self._empty(req, "superseded", started)
+        self.ring.add(req.uri, req.text, req.offset)
+        extra = self._extra(state, req, cursor)
         debounce = s.debounce_ms if s.debounce_ms >= 0 else adaptive_debounce(state.interval_ms)
         waited = 0.0
         if debounce > 0 and not req.manual:
@@ -200,11 +241,11 @@ class Completer:
             multiline=block,
             base_indent=_indent_width(cursor, block),
             line_started=bool(cursor.line_prefix.strip()),
-            stop=self.template.stop,
+            stop=self.template.stop + language_stops(cursor.language),
         )
         gen = GenRequest(
             key=req.uri,
-            prompt=build_prompt(cursor, self.template),
+            prompt=build_prompt(cursor, self.template, extra),
             max_tokens=s.max_tokens_multiline if block else s.max_tokens,
             temperature=s.temperature,
             rule=rule,
@@ -221,7 +262,7 @@ class Completer:
         job = self.backend.submit(gen, done)
         state.job = job
         prefix_full = req.text[: req.offset]
-        entry = (prefix_full, cursor.suffix, future)
+        entry = _Running(prefix_full, cursor.suffix, future, job, cursor, rule)
         state.running.append(entry)
         try:
             await asyncio.wait([future, superseded], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
@@ -234,22 +275,31 @@ class Completer:
                 state.job = None
             state.running.remove(entry)
         if not future.done():  # a newer request for this document: answer now, record the engine's work later
-            job.cancel.set()
+            if not entry.adopted:
+                job.cancel.set()
             log.info("no suggestion for %s v%d: superseded", req.uri, req.version)
             self._record_later(req, future, "superseded", started, waited)
             return Suggestion(reason="superseded")
         result = future.result()
+        self.last_prompt, self.last_raw = gen.prompt, result.text
         timing = _timing(result, req.version, waited)
         if result.outcome == "cancelled" or state.generation != generation:
             return self._empty(req, "superseded", started, **timing)
         if result.outcome == "error":
             return self._empty(req, f"error: {result.error}", started, **timing)
-        if s.min_confidence and result.first_prob < s.min_confidence:
-            return self._empty(req, f"low confidence ({result.first_prob:.2f})", started, **timing)
         cleaned = clean(result.text, cursor, rule)
+        confidence = result.first_prob
+        if s.candidates and not block and not self.template.fim and _follow(cursor, 0):
+            ranked = await self._rerank(state, req, cursor, rule, gen, cleaned, generation, timing)
+            if ranked is None:
+                return self._empty(req, "superseded", started, **timing)
+            cleaned, confidence = ranked
+        if s.min_confidence and confidence < s.min_confidence:
+            return self._empty(req, f"low confidence ({confidence:.2f})", started, **timing)
         if not cleaned.text:
             return self._empty(req, cleaned.reason, started, **timing)
         state.shown = _Shown(prefix_full, cursor.suffix, cleaned.text, cleaned.replace)
+        state.prefetched = None
         record = Record(uri=req.uri, outcome="shown", total_ms=(time.perf_counter() - started) * 1000, **timing)  # type: ignore[arg-type]
         self._add(record)
         log.info(
@@ -260,10 +310,214 @@ class Completer:
             record.total_ms,
             result.prompt_tokens,
             result.cached_tokens,
-            result.evaluated_tokens,
-            result.generated_tokens,
+            timing["evaluated_tokens"],
+            timing["generated_tokens"],
         )
-        return Suggestion(cleaned.text, cleaned.replace, record=record)
+        if s.prefetch:
+            self._prefetch(state, req, cleaned)
+        return Suggestion(cleaned.text, cleaned.replace, record=record, prompt=gen.prompt, raw=result.text)
+
+    async def _run(self, state: _DocState, req: GenRequest, generation: int) -> GenResult | None:
+        """One more engine job for the current request; None when a newer request arrived."""
+        assert self.backend is not None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[GenResult] = loop.create_future()
+
+        def done(result: GenResult) -> None:
+            try:
+                loop.call_soon_threadsafe(_resolve, future, result)
+            except RuntimeError:
+                pass
+
+        job = self.backend.submit(req, done)
+        state.job = job
+        waiters: list[asyncio.Future[object]] = [future]  # type: ignore[list-item]
+        if state.superseded is not None:
+            waiters.append(state.superseded)  # type: ignore[arg-type]
+        try:
+            await asyncio.wait(waiters, return_when=asyncio.FIRST_COMPLETED)
+        except asyncio.CancelledError:
+            job.cancel.set()
+            raise
+        finally:
+            if state.job is job:
+                state.job = None
+        if not future.done() or state.generation != generation:
+            job.cancel.set()
+            return None
+        result = future.result()
+        return None if result.outcome == "cancelled" else result
+
+    async def _rerank(
+        self,
+        state: _DocState,
+        req: CompletionRequest,
+        cursor: Cursor,
+        rule: StopRule,
+        gen: GenRequest,
+        greedy: Cleaned,
+        generation: int,
+        timing: dict[str, float | int],
+    ) -> tuple[Cleaned, float] | None:
+        """Sample more lines and keep the one under which the code after the cursor is likeliest.
+
+        The score is log p(line + the next lines | prompt): InCoder's left-to-right reranking. The
+        confidence is the share of samples (greedy included) that wrote the chosen line.
+        """
+        votes: dict[str, int] = {}
+        found: dict[str, Cleaned] = {}
+        if greedy.text:
+            votes[greedy.text], found[greedy.text] = 1, greedy
+        for i in range(self.settings.candidates):
+            sample = replace(gen, temperature=SAMPLE_TEMPERATURE, seed=i + 1)
+            result = await self._run(state, sample, generation)
+            if result is None:
+                return None
+            _add_timing(timing, result)
+            cleaned = clean(result.text, cursor, rule)
+            if cleaned.text:
+                votes[cleaned.text] = votes.get(cleaned.text, 0) + 1
+                found.setdefault(cleaned.text, cleaned)
+        total = self.settings.candidates + 1
+        if len(found) <= 1:
+            best = next(iter(found.values()), greedy)
+            return best, votes.get(best.text, 0) / total
+        scores: dict[str, float] = {}
+        for text, cleaned in found.items():
+            follow = _follow(cursor, cleaned.replace)
+            score_req = GenRequest(
+                key=gen.key, prompt=gen.prompt + text + follow, max_tokens=0, score_from=len(gen.prompt)
+            )
+            result = await self._run(state, score_req, generation)
+            if result is None:
+                return None
+            _add_timing(timing, result)
+            scores[text] = result.score
+        best_text = max(scores, key=lambda t: scores[t])
+        log.debug("reranked %d candidates: %s", len(scores), sorted(scores.values(), reverse=True))
+        return found[best_text], votes[best_text] / total
+
+    def _prefetch(self, state: _DocState, req: CompletionRequest, shown: Cleaned) -> None:
+        """Compute, at low priority, the suggestion that would follow if the shown one were accepted."""
+        if self.backend is None:
+            return
+        text = req.text[: req.offset] + shown.text + req.text[req.offset + shown.replace :]
+        ahead = replace(req, text=text, offset=req.offset + len(shown.text), manual=False)
+        cursor = self.cursor(ahead)
+        if should_complete(cursor):
+            return
+        block = wants_block(cursor, self.settings.multiline)
+        rule = StopRule(
+            multiline=block,
+            base_indent=_indent_width(cursor, block),
+            line_started=bool(cursor.line_prefix.strip()),
+            stop=self.template.stop + language_stops(cursor.language),
+        )
+        gen = GenRequest(
+            key=req.uri,
+            prompt=build_prompt(cursor, self.template, state.extra),
+            max_tokens=self.settings.max_tokens_multiline if block else self.settings.max_tokens,
+            temperature=self.settings.temperature,
+            rule=rule,
+            priority=-1,
+        )
+        loop = asyncio.get_running_loop()
+        prefix = text[: ahead.offset]
+
+        def keep(result: GenResult) -> None:
+            if result.outcome != "done":
+                return
+            cleaned = clean(result.text, cursor, rule)
+            if cleaned.text and self._docs.get(req.uri) is state:
+                state.prefetched = _Shown(prefix, cursor.suffix, cleaned.text, cleaned.replace)
+                log.info("prefetched the next suggestion for %s (%d chars)", req.uri, len(cleaned.text))
+
+        def done(result: GenResult) -> None:
+            try:
+                loop.call_soon_threadsafe(keep, result)
+            except RuntimeError:
+                pass
+
+        if state.prefetch_job is not None:
+            state.prefetch_job.cancel.set()
+        state.prefetch_job = self.backend.submit(gen, done)
+
+    def _adoptable(self, state: _DocState, req: CompletionRequest) -> _Running | None:
+        """A generation still running for this document that the new request can wait for.
+
+        It must have been asked at an earlier point of the same line the user is now typing, with the
+        same text after the cursor, and what it generated so far must agree with what was typed.
+        """
+        if not state.running:
+            return None
+        entry = state.running[-1]
+        prefix = req.text[: req.offset]
+        if entry.future.done() or not prefix.startswith(entry.prefix):
+            return None
+        typed = prefix[len(entry.prefix) :]
+        if not typed or len(typed) > TYPE_THROUGH_CHARS or "\n" in typed:
+            return None
+        if req.text[req.offset : req.offset + len(entry.suffix)] != entry.suffix:
+            return None
+        text_so_far = getattr(entry.job, "text", None)
+        partial = text_so_far() if callable(text_so_far) else ""
+        partial = partial.lstrip() if not entry.cursor.line_prefix.strip() else partial
+        if partial and not (partial.startswith(typed) or typed.startswith(partial)):
+            return None
+        entry.adopted = True
+        return entry
+
+    async def _reuse(
+        self, state: _DocState, req: CompletionRequest, entry: _Running, superseded: asyncio.Future[None]
+    ) -> Suggestion | None:
+        """Wait for an adopted generation; the rest of its line if it starts with what was typed."""
+        await asyncio.wait([entry.future, superseded], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+        if not entry.future.done():
+            entry.job.cancel.set()
+            return None
+        result = entry.future.result()
+        if result.outcome != "done":
+            return None
+        cleaned = clean(result.text, entry.cursor, entry.rule)
+        typed = req.text[len(entry.prefix) : req.offset]
+        if not cleaned.text.startswith(typed) or not cleaned.text[len(typed) :].strip():
+            return None
+        state.shown = _Shown(entry.prefix, entry.suffix, cleaned.text, cleaned.replace)
+        log.info("suggestion for %s v%d: reused the generation still running", req.uri, req.version)
+        return Suggestion(cleaned.text[len(typed) :], cleaned.replace, cached=True)
+
+    def _cache_hit(self, req: CompletionRequest, hit: Suggestion, started: float) -> Suggestion:
+        """Record and return an answer that needed no model run of its own."""
+        record = Record(
+            uri=req.uri,
+            outcome="cache",
+            total_ms=(time.perf_counter() - started) * 1000,
+            cache_hit=True,
+            version=req.version,
+        )
+        self._add(record)
+        return replace(hit, record=record)
+
+    def _extra(self, state: _DocState, req: CompletionRequest, cursor: Cursor) -> tuple[Chunk, ...]:
+        """Extra context for this document, recomputed only when the window's head moves or the
+        user comes back from another document (so the prompt's head stays in the KV cache)."""
+        budget = int(self.settings.extra_context_tokens * CHARS_PER_TOKEN)
+        came_back = self._last_uri != req.uri
+        self._last_uri = req.uri
+        if budget <= 0 or not self.template.extra:
+            return ()
+        key = cursor.prefix[:256]
+        if key == state.extra_key and not came_back:
+            return state.extra
+        chunks = self.ring.chunks()
+        seen = {c.path for c in chunks}
+        if self.documents is not None:
+            for uri, text in self.documents():
+                if uri != req.uri and uri not in seen:
+                    chunks.append(Chunk(uri, "".join(text.splitlines(keepends=True)[: self.ring.lines])))
+        state.extra = pick_extra(chunks, cursor.prefix + cursor.suffix, budget)
+        state.extra_key = key
+        return state.extra
 
     def _record_later(
         self, req: CompletionRequest, future: asyncio.Future[GenResult], outcome: str, started: float, waited: float
@@ -280,23 +534,60 @@ class Completer:
         future.add_done_callback(add)
 
     def _type_through(self, state: _DocState, req: CompletionRequest) -> Suggestion | None:
-        """The rest of the shown suggestion when the user typed its start, without a model run."""
+        """The rest of the shown (or prefetched) suggestion when the user typed its start, without a model run."""
+        hit = _remainder(state.shown, req)
+        if hit is not None:
+            return hit
+        hit = _remainder(state.prefetched, req)
+        if hit is not None:
+            state.shown, state.prefetched = state.prefetched, None
+            return hit
         shown = state.shown
-        if shown is None:
-            return None
-        prefix = req.text[: req.offset]
-        if not prefix.startswith(shown.prefix):
-            return None
-        typed = prefix[len(shown.prefix) :]
-        if len(typed) > TYPE_THROUGH_CHARS or not shown.text.startswith(typed):
-            return None
-        rest = shown.text[len(typed) :]
-        if not rest.strip():
-            return None
-        suffix = req.text[req.offset : req.offset + len(shown.suffix)]
-        if suffix != shown.suffix:
-            return None
-        return Suggestion(rest, shown.replace, cached=True)
+        if state.prefetch_job is not None and (shown is None or not req.text.startswith(shown.prefix)):
+            state.prefetch_job.cancel.set()  # the user went elsewhere: the prefetch is of no use
+            state.prefetch_job = None
+        return None
+
+
+def _remainder(shown: _Shown | None, req: CompletionRequest) -> Suggestion | None:
+    """What is left of ``shown`` after the characters typed since it was shown (same text after the cursor)."""
+    if shown is None or not req.text.startswith(shown.prefix) or req.offset < len(shown.prefix):
+        return None
+    typed = req.text[len(shown.prefix) : req.offset]
+    if len(typed) > TYPE_THROUGH_CHARS or not shown.text.startswith(typed):
+        return None
+    rest = shown.text[len(typed) :]
+    if not rest.strip():
+        return None
+    if req.text[req.offset : req.offset + len(shown.suffix)] != shown.suffix:
+        return None
+    return Suggestion(rest, shown.replace, cached=True)
+
+
+def _follow(cursor: Cursor, replace: int) -> str:
+    """The code after a suggestion that replaces ``replace`` characters: the rest of the line and the
+    next few non-blank lines (what a good suggestion should make likely)."""
+    rest = cursor.suffix[replace:]
+    out: list[str] = []
+    count = 0
+    for i, line in enumerate(rest.split("\n")):
+        out.append(line)
+        if i and line.strip():
+            count += 1
+        if count >= FOLLOW_LINES:
+            break
+    text = "\n".join(out)[:FOLLOW_CHARS]
+    return text if text.strip() else ""
+
+
+def _add_timing(timing: dict[str, float | int], result: GenResult) -> None:
+    """Add another engine job's work to a request's figures."""
+    for key, value in (
+        ("evaluated_tokens", result.evaluated_tokens),
+        ("generated_tokens", result.generated_tokens),
+        ("engine_ms", result.total_ms),
+    ):
+        timing[key] = timing.get(key, 0) + value
 
 
 def _indent_width(cursor: Cursor, block: bool) -> int:

@@ -61,6 +61,11 @@ class GenRequest:
     temperature: float = 0.0
     rule: StopRule = StopRule()
     priority: int = 0
+    # Quality levers (optional): a seed mixed into sampling, so samples of one prompt differ; and
+    # ``score_from``, a character offset in the prompt: the log-probability of the prompt's tokens
+    # after it is returned as ``score`` (with ``max_tokens=0``, scoring only: nothing is generated).
+    seed: int = 0
+    score_from: int = -1
 
 
 @dataclass(frozen=True)
@@ -82,6 +87,8 @@ class GenResult:
     steps: int = 0
     drafted_tokens: int = 0
     accepted_tokens: int = 0
+    score: float = 0.0
+    scored_tokens: int = 0
 
 
 @dataclass(frozen=True)
@@ -126,6 +133,9 @@ class Job:
     steps: int = 0
     drafted: int = 0
     accepted: int = 0
+    score_start: int = -1  # index in ``tokens`` of the first scored token
+    score: float = 0.0
+    scored: int = 0
 
     def text(self) -> str:
         """Generated text so far (an incomplete UTF-8 tail is left out)."""
@@ -512,6 +522,10 @@ class Engine:
     def _place(self, job: Job, free: list[Slot]) -> None:
         req = job.req
         tokens = self.tokenize(req.prompt, self._add_bos)
+        scored_tail = -1  # how many of the prompt's last tokens are scored
+        if req.score_from >= 0:
+            head = self.tokenize(req.prompt[: req.score_from], self._add_bos)
+            scored_tail = len(tokens) - max(1, _common_prefix(head, tokens))
         limit = self._n_ctx_slot - req.max_tokens - 1
         if len(tokens) > limit:
             head = [self._bos] if self._add_bos and tokens and tokens[0] == self._bos else []
@@ -522,6 +536,9 @@ class Engine:
         n = _common_prefix(slot.tokens, tokens)
         if n >= len(tokens):
             n = len(tokens) - 1
+        if scored_tail >= 0:
+            job.score_start = max(1, len(tokens) - scored_tail)
+            n = min(n, job.score_start - 1)  # the logits that predict the first scored token
         if n < len(slot.tokens):
             self._L.llama_memory_seq_rm(self._mem, slot.seq, n, -1)
             del slot.tokens[n:]
@@ -530,6 +547,7 @@ class Engine:
         job.cached = n
         job.admitted = time.perf_counter()
         seed = int.from_bytes(hashlib.blake2b(req.prompt.encode(errors="replace"), digest_size=8).digest(), "little")
+        seed ^= req.seed
         job.rng = np.random.default_rng(seed)
         job.slot = slot.seq
         slot.job = job
@@ -563,6 +581,7 @@ class Engine:
                 job.evaluated += len(fed)
                 job.drafted += len(drafts)
                 job.next_token = -1
+        scoring: list[tuple[Job, int, int]] = []  # job, batch index, the token its logits predict
         budget = min(cap - n, max(1, self.config.prefill_chunk))
         prefilling = sorted((s for s in self._slots if s.job and s.job.todo), key=lambda s: len(s.job.todo))  # type: ignore[union-attr]
         for slot in prefilling:
@@ -574,7 +593,11 @@ class Engine:
             chunk, job.todo = job.todo[:take], job.todo[take:]
             for i, tok in enumerate(chunk):
                 last = not job.todo and i == take - 1
-                self._put(batch, n, tok, len(slot.tokens), slot.seq, last)
+                at = len(slot.tokens)
+                scored = job.score_start >= 0 and job.score_start <= at + 1 < len(job.tokens)
+                self._put(batch, n, tok, at, slot.seq, last or scored)
+                if scored:
+                    scoring.append((job, n, job.tokens[at + 1]))
                 slot.tokens.append(tok)
                 if last:
                     outputs.append((slot, n, []))
@@ -605,6 +628,9 @@ class Engine:
             return
         now = time.perf_counter()
         made = 0
+        for job, index, target in scoring:
+            job.score += self._logprob(index, target)
+            job.scored += 1
         for slot in self._slots:
             if slot.job:
                 slot.job.steps += 1
@@ -629,6 +655,10 @@ class Engine:
         job = slot.job
         assert job is not None
         base = len(slot.tokens) - len(drafts)  # KV length up to and including the token fed first
+        if job.req.max_tokens <= 0:  # scoring only
+            slot.job = None
+            self._finish(job, "done")
+            return 0
         made = 0
         accepted = 0
         finished = False
@@ -687,6 +717,13 @@ class Engine:
             prob = float(np.exp(float(logits[tok]) - m) / np.exp(logits - m).sum())
         return tok, prob
 
+    def _logprob(self, index: int, token: int) -> float:
+        """Log-probability of ``token`` under the logits of batch row ``index``."""
+        ptr = self._L.llama_get_logits_ith(self._ctx, index)
+        logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
+        m = float(logits.max())
+        return float(logits[token]) - m - float(np.log(np.exp(logits - m).sum()))
+
     def _recover(self, rc: int) -> None:
         """A failed decode: drop every active job with an error and clear the slots' caches."""
         self.stats["errors"] += 1
@@ -720,6 +757,8 @@ class Engine:
             steps=job.steps,
             drafted_tokens=job.drafted,
             accepted_tokens=job.accepted,
+            score=job.score,
+            scored_tokens=job.scored,
         )
         try:
             job.done(result)

@@ -532,6 +532,8 @@ class SuggestServer(LanguageServer):
         if completer is None:
             log.info("no suggestion for %s: %s", uri, self.state_reason or "model not loaded")
             return None
+        if completer.documents is None:  # extra context: the heads of the other open documents
+            completer.documents = self.document_heads
         version = doc.version
         self.protocol.watch_stale(uri, doc, version)
         req = CompletionRequest(uri, version, doc.text, offset, doc.language_id, manual)
@@ -540,6 +542,10 @@ class SuggestServer(LanguageServer):
             log.info("no suggestion for %s: stale (document changed from v%d)", uri, version)
             return None
         return doc, result
+
+    def document_heads(self, chars: int = 4000) -> list[tuple[str, str]]:
+        """The start of every open document, for the completer's extra context."""
+        return [(uri, doc.slice(0, min(chars, len(doc)))) for uri, doc in self.documents.items()]
 
     def edit_range(self, doc: Document, position: types.Position, suggestion: Suggestion) -> types.Range:
         """The range a suggestion replaces: the cursor plus the closers it covers."""

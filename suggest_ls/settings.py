@@ -31,6 +31,9 @@ class Settings:
     multiline: str = "auto"
     template: str = ""
     min_confidence: float = 0.0
+    candidates: int = 0
+    extra_context_tokens: int = 256
+    prefetch: bool = False
     idle_unload_s: int = 0
     log_level: str = "info"
     alerts: str = "auto"
@@ -148,6 +151,27 @@ OPTIONS: tuple[Option, ...] = (
         float,
         "Hide suggestions whose first token probability is below this (0 shows all).",
         lambda v: 0 <= v <= 1,
+    ),
+    Option(
+        "candidates",
+        "candidates",
+        int,
+        "Single-line suggestions from a model without fill-in-the-middle tokens: sample this many extra "
+        "lines and show the one that best explains the code after the cursor (0 shows the greedy line).",
+        lambda v: 0 <= v <= 32,
+    ),
+    Option(
+        "extraContextTokens",
+        "extra_context_tokens",
+        int,
+        "Token budget for extra context (places edited recently, other open files) at the head of the prompt; 0 turns it off.",
+        lambda v: 0 <= v <= 32768,
+    ),
+    Option(
+        "prefetch",
+        "prefetch",
+        bool,
+        "After showing a suggestion, compute the next one at low priority as if it were accepted.",
     ),
     Option(
         "idleUnloadSeconds",
