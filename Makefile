@@ -34,5 +34,8 @@ bench-latency:
 bench-throughput:
 	$(BIN)/suggest-ls bench throughput --out bench-results/throughput.json
 
+editors-test:
+	./scripts/editors-e2e.sh
+
 bench-quality:
 	$(BIN)/suggest-ls bench quality --out bench-results/quality.json

@@ -264,8 +264,13 @@ def resolve(raw: Mapping[str, Any] | None, base: Settings = DEFAULTS) -> tuple[S
     """Resolve raw client options over ``base``; invalid values keep the base value with a message."""
     if not raw:
         return base, []
-    if SECTION in raw and isinstance(raw[SECTION], Mapping):
-        raw = raw[SECTION]
+    if SECTION in raw:
+        section = raw[SECTION]
+        if section is None or section == []:  # Neovim sends an empty table as []
+            return base, []
+        if not isinstance(section, Mapping):
+            return base, [f"{SECTION} must be an object; ignored"]
+        raw = section
     changes: dict[str, Any] = {}
     messages: list[str] = []
     known = {o.key: o for o in OPTIONS}

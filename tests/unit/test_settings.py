@@ -53,3 +53,8 @@ def test_readme_settings_table_is_current():
     script = Path(__file__).resolve().parents[2] / "scripts" / "settings_table.py"
     done = subprocess.run([sys.executable, str(script), "--check"], capture_output=True, text=True)
     assert done.returncode == 0, done.stderr
+
+
+def test_empty_section_as_a_list_is_no_options():
+    assert resolve({"suggestLs": []}) == (DEFAULTS, [])
+    assert resolve({"suggestLs": 3})[1] == ["suggestLs must be an object; ignored"]
