@@ -40,7 +40,7 @@ class RemoteConfig:
     """Where the server is and how to talk to it."""
 
     endpoint: str
-    api_key: str = ""
+    api_key: str = field(default="", repr=False)  # never in logs or reprs
     model: str = ""
     parallel: int = 4
     timeout_s: float = 30.0
