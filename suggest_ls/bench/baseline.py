@@ -17,7 +17,6 @@ import asyncio
 import http.client
 import json
 import logging
-import os
 import sys
 import threading
 import time
@@ -47,10 +46,8 @@ class InProcess(Generator):
     def __init__(self, model: str, n_ctx: int, threads: int, vocab_only: bool = False) -> None:
         from llama_cpp import Llama
 
-        threads = threads or os.cpu_count() or 1
-        self.llm = Llama(
-            model, n_ctx=n_ctx, n_threads=threads, n_threads_batch=threads, vocab_only=vocab_only, verbose=False
-        )
+        kwargs: dict[str, Any] = {"n_threads": threads, "n_threads_batch": threads} if threads else {}
+        self.llm = Llama(model, n_ctx=n_ctx, vocab_only=vocab_only, verbose=False, **kwargs)
 
     def info(self) -> ModelInfo:
         """What prompting needs to know about the model."""
@@ -117,9 +114,11 @@ class Baseline:
         self.trace = trace
         self.lock = threading.Lock()
 
-    def complete(self, uri: str, version: int, text: str, offset: int, language: str) -> tuple[str, int]:
+    def complete(
+        self, uri: str, version: int, text: str, offset: int, language: str, received: float
+    ) -> tuple[str, int]:
         """Run the model for a cursor (blocking); the suggestion and how many characters it replaces."""
-        started = time.perf_counter()
+        started = received
         s = self.settings
         prefix, suffix = window(text, offset, s.prompt_tokens, s.suffix_share)
         cursor = Cursor(prefix, suffix, language, uri)
@@ -190,9 +189,10 @@ def serve(baseline: Baseline) -> None:
     @server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())
     async def inline(ls: LanguageServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
         doc: TextDocument = ls.workspace.get_text_document(params.text_document.uri)
+        received = time.perf_counter()
         offset = doc.offset_at_position(params.position)
         text, replace = await asyncio.to_thread(
-            baseline.complete, doc.uri, doc.version or 0, doc.source, offset, doc.language_id or ""
+            baseline.complete, doc.uri, doc.version or 0, doc.source, offset, doc.language_id or "", received
         )
         if not text:
             return types.InlineCompletionList(items=[])

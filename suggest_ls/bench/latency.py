@@ -119,13 +119,12 @@ class Session:
 
     async def _start_openai(self) -> str:
         port = _free_port()
-        threads = str(self.threads or os.cpu_count() or 1)
         n_ctx = str(self.settings.get("contextSize", 4096))
+        threads = ["--n_threads", str(self.threads), "--n_threads_batch", str(self.threads)] if self.threads else []
         log = (self.dir / "openai-server.log").open("wb")
         self.helper = await asyncio.create_subprocess_exec(
             *[sys.executable, "-m", "llama_cpp.server", "--model", self.model, "--host", "127.0.0.1"],
-            *["--port", str(port), "--n_ctx", n_ctx, "--n_threads", threads, "--n_threads_batch", threads],
-            *["--verbose", "False"],
+            *["--port", str(port), "--n_ctx", n_ctx, *threads, "--verbose", "False"],
             stdout=log,
             stderr=log,
         )
@@ -232,13 +231,16 @@ async def replay(
             break
         await asyncio.sleep(0.05)
     progress.close()
+    for item in sent:
+        if not item.call.answered:
+            item.call.answered = -1.0  # not answered within the grace period: a later answer is ignored
     return sent, warm
 
 
 def analyse(
     kind: str, sent: list[Sent], records: list[dict[str, Any]], sources: list[Source], count_tokens: Any
 ) -> dict[str, Any]:
-    """The figures for one server from what the client saw and what the server recorded."""
+    """The raw samples and counts of one round from what the client saw and what the server recorded."""
     by_version = {(r.get("uri"), r.get("version")): r for r in records}
     typed_times: dict[int, list[float]] = {}
     for s in sent:
@@ -246,16 +248,17 @@ def analyse(
     rtt_all: list[float] = []
     rtt_last: list[float] = []
     to_suggestion: list[float] = []
-    shown = stale = unanswered = errors = 0
-    last_shown = 0
+    shown = stale = unanswered = errors = last_shown = 0
+    error_examples: set[str] = set()
     overhead: list[float] = []
     for s in sent:
         call = s.call
-        if not call.answered:
+        if call.answered <= 0:
             unanswered += 1
             continue
         if call.error:
             errors += 1
+            error_examples.add(str(call.error.get("message", call.error))[:200])
         rtt_all.append(call.rtt_ms)
         items = (call.result or {}).get("items") if isinstance(call.result, dict) else None
         later = any(call.sent < t < call.answered for t in typed_times[s.key.doc])
@@ -273,11 +276,6 @@ def analyse(
         if r and _ran(r) and not str(r.get("outcome", "")).startswith(("superseded", "cancel")):
             overhead.append(call.rtt_ms - float(r.get("debounce_ms", 0.0)) - float(r.get("engine_ms", 0.0)))
     runs = [r for r in records if _ran(r) and r.get("version", 0) > 1]
-    evaluated = [float(r["evaluated_tokens"]) for r in runs if "evaluated_tokens" in r]
-    generated = [float(r.get("generated_tokens", 0)) for r in runs]
-    over_bound = _over_bound(sent, records, sources, count_tokens)
-    drafted = sum(int(r.get("drafted_tokens", 0)) for r in runs)
-    accepted = sum(int(r.get("accepted_tokens", 0)) for r in runs)
     outcomes: dict[str, int] = {}
     for r in records:
         if r.get("version", 0) > 1:
@@ -285,29 +283,67 @@ def analyse(
             o = "superseded" if o.startswith("superseded") else o
             outcomes[o] = outcomes.get(o, 0) + 1
     return {
-        "server": kind,
-        "keystrokes": len(sent),
-        "burst_ends": sum(1 for s in sent if s.key.pause_after),
-        "answered": len(rtt_all),
-        "unanswered": unanswered,
-        "errors": errors,
-        "shown": shown,
-        "stale": stale,
-        "burst_ends_with_suggestion": last_shown,
-        "server_ms_all": pcts(rtt_all),
-        "server_ms_last_keystroke": pcts(rtt_last),
-        "keystroke_to_suggestion_ms": pcts(to_suggestion),
-        "model_runs": len(runs),
-        "model_runs_per_keystroke": round(len(runs) / max(1, len(sent)), 3),
-        "tokens_evaluated_per_completion": pcts(evaluated),
-        "tokens_generated_per_completion": pcts(generated),
-        "completions_over_token_bound": over_bound,
-        "server_overhead_ms": pcts(overhead, 2),
-        "drafted_tokens": drafted,
-        "accepted_tokens": accepted,
+        "counts": {
+            "keystrokes": len(sent),
+            "burst_ends": sum(1 for s in sent if s.key.pause_after),
+            "answered": len(rtt_all),
+            "unanswered": unanswered,
+            "errors": errors,
+            "shown": shown,
+            "stale": stale,
+            "burst_ends_with_suggestion": last_shown,
+            "model_runs": len(runs),
+            "drafted_tokens": sum(int(r.get("drafted_tokens", 0)) for r in runs),
+            "accepted_tokens": sum(int(r.get("accepted_tokens", 0)) for r in runs),
+        },
+        "lists": {
+            "rtt_all": rtt_all,
+            "rtt_last": rtt_last,
+            "to_suggestion": to_suggestion,
+            "overhead": overhead,
+            "evaluated": [float(r["evaluated_tokens"]) for r in runs if "evaluated_tokens" in r],
+            "generated": [float(r.get("generated_tokens", 0)) for r in runs],
+        },
         "outcomes": outcomes,
-        "_rtt_last": rtt_last,
-        "_rtt_all": rtt_all,
+        "over_bound": _over_bound(sent, records, sources, count_tokens),
+        "error_examples": sorted(error_examples)[:5],
+    }
+
+
+def summarise(kind: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
+    """One server's figures over all rounds (samples pooled)."""
+    counts: dict[str, int] = {}
+    lists: dict[str, list[float]] = {}
+    outcomes: dict[str, int] = {}
+    over = {"checked": 0, "over": 0, "examples": []}  # type: dict[str, Any]
+    errors: list[str] = []
+    for raw in rounds:
+        for k, v in raw["counts"].items():
+            counts[k] = counts.get(k, 0) + v
+        for k, v in raw["lists"].items():
+            lists.setdefault(k, []).extend(v)
+        for k, v in raw["outcomes"].items():
+            outcomes[k] = outcomes.get(k, 0) + v
+        over["checked"] += raw["over_bound"]["checked"]
+        over["over"] += raw["over_bound"]["over"]
+        over["examples"] = (over["examples"] + raw["over_bound"].get("examples", []))[:5]
+        errors = sorted(set(errors) | set(raw["error_examples"]))[:5]
+    return {
+        "server": kind,
+        "rounds": len(rounds),
+        **counts,
+        "error_examples": errors,
+        "server_ms_all": pcts(lists["rtt_all"]),
+        "server_ms_last_keystroke": pcts(lists["rtt_last"]),
+        "keystroke_to_suggestion_ms": pcts(lists["to_suggestion"]),
+        "model_runs_per_keystroke": round(counts["model_runs"] / max(1, counts["keystrokes"]), 3),
+        "tokens_evaluated_per_completion": pcts(lists["evaluated"]),
+        "tokens_generated_per_completion": pcts(lists["generated"]),
+        "completions_over_token_bound": over,
+        "server_overhead_ms": pcts(lists["overhead"], 2),
+        "outcomes": outcomes,
+        "_rtt_last": lists["rtt_last"],
+        "_rtt_all": lists["rtt_all"],
     }
 
 
@@ -406,8 +442,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrent", action="store_true", help="one typist per document, all at once")
     p.add_argument("--servers", default=",".join(SERVERS), help="comma list of: " + ", ".join(SERVERS))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a suggest-ls setting (all servers)")
-    p.add_argument("--threads", type=int, default=0, help="threads for the baselines (0: one per core)")
+    p.add_argument("--threads", type=int, default=0, help="threads for the baselines (0: their own default)")
     p.add_argument("--grace", type=float, default=30.0, help="seconds without any answer before giving up")
+    p.add_argument("--rounds", type=int, default=1, help="replays per server, taking turns (samples pooled)")
     p.add_argument("--out", default="bench-results/latency.json", help="where the JSON goes")
     p.add_argument("--plot", default="", help="PNG path (default: next to the JSON)")
     return p
@@ -430,18 +467,24 @@ async def _run(args: argparse.Namespace, model: str) -> int:
         f"into {', '.join(Path(s.path).name for s in sources)}; logs in {workdir}",
         file=sys.stderr,
     )
-    for kind in [k.strip() for k in args.servers.split(",") if k.strip()]:
-        if kind not in SERVERS:
-            print(f"unknown server {kind!r}", file=sys.stderr)
-            return 2
-        session = Session(kind, model_path, settings, workdir, args.threads)
-        try:
-            client = await session.start()
-            sent, warm = await replay(kind, client, sources, keys, args.grace)
-        finally:
-            await session.stop()
-        warmups[kind] = [round(w, 1) for w in warm]
-        results[kind] = analyse(kind, sent, session.records(), sources, count_tokens)
+    kinds = [k.strip() for k in args.servers.split(",") if k.strip()]
+    unknown = [k for k in kinds if k not in SERVERS]
+    if unknown:
+        print(f"unknown server(s): {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    raws: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+    for round_no in range(args.rounds):
+        for kind in kinds:  # side by side: the servers take turns, round after round
+            session = Session(kind, model_path, settings, workdir / f"round{round_no + 1}", args.threads)
+            try:
+                client = await session.start()
+                sent, warm = await replay(kind, client, sources, keys, args.grace)
+            finally:
+                await session.stop()
+            warmups.setdefault(kind, []).extend(round(w, 1) for w in warm)
+            raws[kind].append(analyse(kind, sent, session.records(), sources, count_tokens))
+    for kind in kinds:
+        results[kind] = summarise(kind, raws[kind])
         results[kind]["first_completion_ms"] = warmups[kind]
     report = _report(args, results, sources, keys, settings)
     print(_table(results))
@@ -484,6 +527,7 @@ def _report(
             "rhythm": asdict(Rhythm(key_ms=args.key_ms)) | {"pause_ms": args.pause_ms},
             "seed": args.seed,
             "concurrent": args.concurrent,
+            "rounds": args.rounds,
             "settings": settings,
         },
         "servers": clean,

@@ -62,7 +62,8 @@ async def test_a_newer_request_answers_the_older_one_at_once():
     first = asyncio.ensure_future(c.complete(req(1)))
     await asyncio.sleep(0.05)
     t0 = time.perf_counter()
-    second = asyncio.ensure_future(c.complete(req(2, FUNC + "w")))
+    # an edit that is not typing ahead of the running job (a deletion), so it is not adopted
+    second = asyncio.ensure_future(c.complete(req(2, FUNC[:-2])))
     old = await first
     assert (time.perf_counter() - t0) < 0.03  # not after the job stopped (≥ 50 ms here)
     assert old.reason == "superseded" and not old.text
@@ -130,7 +131,8 @@ async def test_superseded_job_frees_its_slot_for_the_next_keystroke(engine: Engi
     text += "    # then the remainder\n    "  # not the start of the shown suggestion (no cache hit)
     first = asyncio.ensure_future(c.complete(req(2, text, uri="file:///super.py")))
     await asyncio.sleep(0.01)  # submitted to the engine, far from done (a decode step takes longer)
-    second = await c.complete(req(3, text + "r", uri="file:///super.py"))
+    # a deletion: the running job cannot be adopted and nothing shown can be typed through
+    second = await c.complete(req(3, text[:-2], uri="file:///super.py"))
     old = await asyncio.wait_for(first, 1)
     assert old.reason == "superseded"
     rec = second.record

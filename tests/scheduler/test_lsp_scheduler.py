@@ -1,0 +1,137 @@
+"""Through the real protocol: a burst of keystrokes (no client cancels), KV reuse with two documents."""
+
+from __future__ import annotations
+
+import asyncio
+import itertools
+import json
+import os
+import sys
+
+from suggest_ls.bench.latency import CAPABILITIES, position
+from suggest_ls.bench.lspclient import LspClient
+from suggest_ls.bench.typist import DEFAULT_FILES, Rhythm, plan
+
+A = "".join(f"def scale_{i}(value):\n    return value * {i}\n\n\n" for i in range(12)) + "def scale_all(values):\n    "
+
+
+async def start(tmp_path, **options):
+    trace = tmp_path / "trace.jsonl"
+    env = {**os.environ, "SUGGEST_LS_TRACE": str(trace)}
+    argv = [sys.executable, "-m", "suggest_ls", "--stdio", "--log-file", str(tmp_path / "server.log")]
+    client = await LspClient.spawn(argv, env=env)
+    settings = {"temperature": 0, "debounceMs": 0, "maxTokens": 12, "promptTokens": 384, **options}
+    await client.request(
+        "initialize", {"processId": None, "capabilities": CAPABILITIES, "initializationOptions": settings}, 120
+    )
+    client.notify("initialized", {})
+    for _ in range(1200):
+        status = await client.request("suggest/status", {}, 60)
+        if status["state"] != "loading":
+            break
+        await asyncio.sleep(0.1)
+    assert status["state"] == "ready", status
+    return client, trace
+
+
+def open_doc(client: LspClient, uri: str, text: str) -> None:
+    client.notify(
+        "textDocument/didOpen", {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}}
+    )
+
+
+def type_char(client: LspClient, uri: str, text: str, version: int, ch: str):
+    """didChange inserting ``ch`` at the end, then an automatic inlineCompletion; returns the call."""
+    at = position(text, len(text))
+    client.notify(
+        "textDocument/didChange",
+        {
+            "textDocument": {"uri": uri, "version": version},
+            "contentChanges": [{"range": {"start": at, "end": at}, "text": ch}],
+        },
+    )
+    text += ch
+    return text, client.send(
+        "textDocument/inlineCompletion",
+        {"textDocument": {"uri": uri}, "position": position(text, len(text)), "context": {"triggerKind": 2}},
+    )
+
+
+def records(trace) -> list[dict]:
+    return [json.loads(line) for line in trace.read_text().splitlines()]
+
+
+async def test_burst_without_cancels_every_request_answered_no_stale(tmp_path):
+    client, trace = await start(tmp_path)
+    try:
+        uri = "file:///burst.py"
+        open_doc(client, uri, A)
+        text, calls = A, []
+        for i, ch in enumerate("result"):
+            text, call = type_char(client, uri, text, i + 2, ch)
+            calls.append(call)
+        for call in calls:
+            await asyncio.wait_for(call.done, 120)
+        assert all(c.error is None for c in calls)
+        # all but the last were superseded: answered empty, each as soon as the next one came
+        assert all(not c.result["items"] for c in calls[:-1])
+        for older, newer in itertools.pairwise(calls):
+            assert older.answered <= newer.answered
+        outcomes = [r["outcome"] for r in records(trace) if r["version"] < 7]
+        assert all(o.startswith("superseded") for o in outcomes)
+    finally:
+        await client.close()
+
+
+async def test_typing_in_one_of_two_documents_evaluates_only_new_tokens(tmp_path):
+    """Two real standard-library modules open (the latency benchmark's), typing into the first.
+
+    Extra context from other documents is off here: it is rebuilt when the user comes back from
+    another document, which changes the prompt's head (a cost the latency benchmark measures).
+    """
+    sources, keys = plan(list(DEFAULT_FILES), 30, Rhythm())
+    client, trace = await start(tmp_path, extraContextTokens=0)
+    try:
+        for src in sources:
+            open_doc(client, src.uri, src.initial)
+        for src in sources:
+            await client.request(
+                "textDocument/inlineCompletion",
+                {
+                    "textDocument": {"uri": src.uri},
+                    "position": position(src.initial, src.start),
+                    "context": {"triggerKind": 1},
+                },
+            )
+        first = sources[0]
+        text = first.initial[: first.start]
+        rest = first.initial[first.start :]
+        typed = [k.text for k in keys if k.doc == 0][:3]
+        version = 1
+        for chunk in typed:
+            version += 1
+            at = position(text + rest, len(text))
+            client.notify(
+                "textDocument/didChange",
+                {
+                    "textDocument": {"uri": first.uri, "version": version},
+                    "contentChanges": [{"range": {"start": at, "end": at}, "text": chunk}],
+                },
+            )
+            text += chunk
+            await client.request(
+                "textDocument/inlineCompletion",
+                {
+                    "textDocument": {"uri": first.uri},
+                    "position": position(text + rest, len(text)),
+                    "context": {"triggerKind": 2},
+                },
+            )
+        runs = [r for r in records(trace) if r["uri"] == first.uri and r["version"] > 1 and r["prompt_tokens"] > 0]
+        assert runs, "no model run after the keystrokes"
+        for r in runs:
+            # a keystroke adds a token or two: nothing of the file is evaluated again
+            assert r["evaluated_tokens"] <= 2 + r["generated_tokens"] + 8, r
+            assert r["cached_tokens"] >= r["prompt_tokens"] - 4, r
+    finally:
+        await client.close()
