@@ -30,6 +30,7 @@ from suggest_ls.completer import MAX_DOCUMENT_CHARS, MAX_LINE_CHARS, Completer, 
 from suggest_ls.document import Document, PositionError, units_len
 from suggest_ls.engine import LoadInfo
 from suggest_ls.framing import (
+    INTERNAL_ERROR,
     INVALID_REQUEST,
     PARSE_ERROR,
     SERVER_NOT_INITIALIZED,
@@ -121,10 +122,22 @@ class SuggestProtocol(LanguageServerProtocol):
         self.authenticated = True
         self.answered_errors = 0
         self._stale_watch: dict[Any, tuple[str, Any, int]] = {}
+        self._unanswered: Any = None  # the request being read, until something answers it
 
     # ----- bytes in -----
     def receive(self, body: bytes) -> None:
-        """Handle one framed message body."""
+        """Handle one framed message body; a fault in it is logged (and answered), never fatal."""
+        self._unanswered = None
+        try:
+            self._receive(body)
+        except (BrokenPipeError, Unauthorized):
+            raise
+        except Exception:
+            log.exception("a message could not be handled")
+            if self._unanswered is not None:
+                self._answer_error(self._unanswered, INTERNAL_ERROR, "internal error (see the server log)")
+
+    def _receive(self, body: bytes) -> None:
         try:
             obj, warning = decode_body(body)
         except BodyError as exc:
@@ -143,22 +156,27 @@ class SuggestProtocol(LanguageServerProtocol):
             if not (isinstance(obj, dict) and "method" not in obj and valid_id(obj.get("id"))):
                 self._answer_error(request_id(obj), INVALID_REQUEST, f"invalid request: {why}")
             return
+        msg_id = self._unanswered = request_id(obj)
         if log.isEnabledFor(logging.DEBUG):  # debug logging shows message bodies, document text included
-            shown = json.dumps(obj)[:4000] if obj.get("method") == types.INITIALIZE else body[:4000].decode("utf-8", "replace")
-            log.debug("<- %s", shown)  # (initialize re-serialized: its authToken was removed above)
+            initialize = obj.get("method") == types.INITIALIZE  # re-serialized: its authToken was removed above
+            log.debug("<- %s", json.dumps(obj)[:4000] if initialize else body[:4000].decode("utf-8", "replace"))
         if not self._admit(obj):
             return
         message = self.structure_message(obj)
-        msg_id = request_id(obj)
         if msg_id is not None and not isinstance(message, _Rejected) and not hasattr(message, "id"):
             log.warning("%s is a notification but came with an id", obj["method"])
             self._answer_error(msg_id, INVALID_REQUEST, f"{obj['method']} is a notification, not a request")
+            return
+        cancel_id = getattr(getattr(message, "params", None), "id", None)
+        if obj.get("method") == types.CANCEL_REQUEST and not isinstance(message, _Rejected) and not valid_id(cancel_id):
+            log.warning("$/cancelRequest without a valid id dropped")
             return
         if obj.get("method") == types.INITIALIZE and not isinstance(message, _Rejected):
             self.initialized = True
         elif obj.get("method") == types.SHUTDOWN:
             self.shutting_down = True
         self.handle_message(message)
+        self._unanswered = None  # pygls answers from here on (errors in handlers included)
 
     def _authenticate(self, obj: dict[str, Any]) -> None:
         """Accept only an ``initialize`` carrying the token; anything else closes the connection."""
@@ -202,8 +220,10 @@ class SuggestProtocol(LanguageServerProtocol):
 
     def _send_response(self, msg_id: Any, result: Any = None, error: Any = None) -> None:
         """Send an answer; a suggestion for a document changed since the request goes out empty."""
+        if msg_id == self._unanswered:
+            self._unanswered = None
         watched = self._stale_watch.pop(msg_id, None)
-        if watched is not None and error is None and getattr(result, "items", None):
+        if watched is not None and error is None and attrs.has(type(result)) and getattr(result, "items", None):
             uri, doc, version = watched
             if doc.version != version or self._server.documents.get(uri) is not doc:  # type: ignore[attr-defined]
                 log.info("no suggestion for %s: stale (v%d changed before the answer went out)", uri, version)
@@ -211,6 +231,7 @@ class SuggestProtocol(LanguageServerProtocol):
         super()._send_response(msg_id, result, error)
 
     def _answer_error(self, msg_id: Any, code: int, message: str) -> None:
+        self._unanswered = None
         self.answered_errors += 1
         self._send_data(error_response(msg_id, code, message))
 
@@ -311,7 +332,10 @@ class SuggestServer(LanguageServer):
             log.warning("the client closed its end of the pipe")
         except (KeyboardInterrupt, SystemExit):
             pass
-        self.terminate(0 if self.protocol.shutting_down else 1)
+        except Exception:
+            log.exception("the server loop failed")
+        finally:  # never a normal interpreter exit: the stdin thread may hold its lock
+            self.terminate(0 if self.protocol.shutting_down else 1)
 
     async def _serve_stream(self, make_reader: Callable[[], Callable[[], Awaitable[bytes]]]) -> None:
         """Read framed messages until end of input and hand each body to the protocol."""
@@ -336,7 +360,10 @@ class SuggestServer(LanguageServer):
             asyncio.run(self._serve_tcp(host, port, token))
         except (KeyboardInterrupt, SystemExit):
             pass
-        self.terminate(0 if self.protocol.shutting_down else 1)
+        except Exception:
+            log.exception("the server loop failed")
+        finally:
+            self.terminate(0 if self.protocol.shutting_down else 1)
 
     async def _serve_tcp(self, host: str, port: int, token: str, ready: Callable[[int], None] | None = None) -> None:
         """Accept connections one at a time until an authenticated session ends."""
@@ -386,7 +413,8 @@ class SuggestServer(LanguageServer):
         """A notification that could not be read: an edit we lost leaves the document out of sync."""
         if method != types.TEXT_DOCUMENT_DID_CHANGE:
             return
-        uri = params.get("textDocument", {}).get("uri") if isinstance(params, dict) else None
+        ident = params.get("textDocument") if isinstance(params, dict) else None
+        uri = ident.get("uri") if isinstance(ident, dict) else None
         doc = self.documents.get(uri) if isinstance(uri, str) else None
         if doc is not None:
             doc.out_of_sync = "an edit with invalid parameters was dropped"

@@ -55,6 +55,7 @@ class RawServer:
         self.sent: Counter[Any] = Counter()  # request ids sent
         self.answers: Counter[Any] = Counter()  # answers received per id
         self.responses: dict[Any, dict[str, Any]] = {}
+        self.arrival: dict[Any, int] = {}  # the order answers came in (for staleness checks)
         self.null_errors: list[dict[str, Any]] = []  # error answers with id null (unparsable input)
         self.notifications: list[dict[str, Any]] = []
         self.frame_errors: list[str] = []
@@ -99,6 +100,7 @@ class RawServer:
             else:
                 self.answers[msg["id"]] += 1
                 self.responses[msg["id"]] = msg
+                self.arrival[msg["id"]] = len(self.arrival)
             self._cond.notify_all()
 
     # ----- writing -----

@@ -284,3 +284,31 @@ def test_every_request_answered_once_and_no_document_text_in_the_log(server):
     log = server.log_text()
     assert MARKER not in log
     assert "Traceback" not in log
+
+
+def test_cancel_notifications_with_odd_ids(server):
+    for params in [{"id": [1]}, {"id": {"a": 1}}, {}, {"id": 10**30}, {"id": "never-sent"}, {"id": None}]:
+        server.notify("$/cancelRequest", params)
+        status_ok(server)
+    assert "$/cancelRequest without a valid id dropped" in server.log_text()
+
+
+def test_cases_the_fuzzer_found(server):
+    """Each of these once crashed the server or left a request unanswered."""
+    i = server.new_id()  # a notification method sent as a request with bad params: answered
+    answer = raw_request(server, {"jsonrpc": "2.0", "id": i, "method": "$/cancelRequest", "params": {}}, i)
+    assert answer["error"]["code"] == -32602
+    server.notify("textDocument/didChange", {"textDocument": [1], "contentChanges": []})
+    server.notify("$/cancelRequest", {"id": [1, 2]})
+    status_ok(server)
+    # one id used by two requests in flight (a client bug): both answered, nothing breaks
+    uri = "file:///tmp/dup.py"
+    server.open(uri, f"# {MARKER}\n{FUNC}")
+    dup = server.new_id()
+    server.request(INLINE, server.inline_params(uri, 2, 11), msg_id=dup)
+    server.request("suggest/documentState", {"uri": uri}, msg_id=dup)
+    deadline = time.monotonic() + 120
+    while server.answers[dup] < 2 and time.monotonic() < deadline:
+        time.sleep(0.05)
+    assert server.answers[dup] == 2 and server.sent[dup] == 2
+    status_ok(server)

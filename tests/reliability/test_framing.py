@@ -97,3 +97,31 @@ def test_message_checks(msg, why, answer_id):
 def test_garbage_between_frames_sample():
     """A small sample of `suggest-ls bench fuzz --targets framing` (same property)."""
     settings(max_examples=200, deadline=None, database=None, derandomize=True)(framing_property)()
+
+
+def test_a_fault_while_handling_a_request_is_answered_with_internal_error(monkeypatch):
+    """Whatever escapes pygls for one message is logged and answered; the next message is served."""
+    from pygls.protocol import LanguageServerProtocol
+
+    from suggest_ls.server import create_server
+
+    sent: list[bytes] = []
+
+    class Writer:
+        def write(self, data: bytes) -> None:
+            sent.append(data)
+
+        def close(self) -> None:
+            pass
+
+    protocol = create_server().protocol
+    protocol.set_writer(Writer())
+    protocol.initialized = True
+
+    def explode(self, message):
+        raise RuntimeError("injected")
+
+    monkeypatch.setattr(LanguageServerProtocol, "handle_message", explode)
+    protocol.receive(b'{"jsonrpc": "2.0", "id": 41, "method": "suggest/status"}')
+    out = parse(b"".join(sent))
+    assert len(out) == 1 and b'"id": 41' in out[0].body and b"-32603" in out[0].body
