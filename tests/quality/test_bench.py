@@ -1,0 +1,79 @@
+"""The quality benchmark: task construction, test execution, and a tiny run through the real server."""
+
+from __future__ import annotations
+
+import json
+import time
+
+import pytest
+
+from suggest_ls.bench import quality
+from suggest_ls.bench.quality import build_tasks, load_problems, position, run_program, utf16_to_offset
+
+
+@pytest.fixture(scope="module")
+def problems():
+    return load_problems()
+
+
+def test_task_counts_match_the_fim_paper(problems):
+    assert len(problems) == 164
+    assert len(build_tasks(problems, "single")) == 1033
+    assert len(build_tasks(problems, "multi")) == 5815
+
+
+def test_document_and_program_of_a_task(problems):
+    task = build_tasks(problems, "single")[0]
+    assert task.task_id == "HumanEval/0/0"
+    assert task.document == task.prefix + "\n" + task.suffix
+    assert task.document[task.offset - 1 : task.offset + 1] == "\n\n"  # the hole is an empty line
+    assert task.middle == "    for idx, elem in enumerate(numbers):"
+    assert task.program(task.middle).endswith("check(has_close_elements)\n")
+
+
+def test_reference_middles_pass_and_broken_ones_fail(problems):
+    tasks = build_tasks(problems, "single")[::97]
+    assert all(run_program(t.program(t.middle)) for t in tasks)
+    broken = [run_program(t.program(t.middle.split(t.middle.strip())[0] + "raise SystemExit(3)")) for t in tasks]
+    assert sum(broken) <= len(tasks) // 5  # only lines the tests never reach may pass
+
+
+def test_a_program_that_hangs_is_stopped():
+    started = time.perf_counter()
+    assert run_program("while True:\n    pass\n", timeout=0.5) is False
+    assert time.perf_counter() - started < 5
+
+
+@pytest.mark.parametrize("text", ["abc\ndef\n", "a😀b\nxyz", "\n\n\n"])
+def test_positions_round_trip_in_utf16(text):
+    for offset in range(len(text) + 1):
+        assert utf16_to_offset(text, position(text, offset)) == offset
+
+
+def test_summary_counts_hidden_suggestions_as_failures():
+    outs = [
+        quality.Outcome(text="x", shown=True, passed=True, exact=True, ms=10),
+        quality.Outcome(text="y", shown=True, passed=False, ms=20),
+        quality.Outcome(reason="abstained (NEXT_TOKEN)", ms=5),
+        quality.Outcome(reason="abstained (NEXT_TOKEN)", ms=5),
+    ]
+    s = quality.summarize(outs)
+    assert (s["pass@1"], s["exact"], s["shown"], s["precision"]) == (25.0, 25.0, 50.0, 50.0)
+    assert s["not_shown"] == {"abstained (NEXT_TOKEN)": 2}
+
+
+def test_a_small_run_through_the_real_server(tmp_path, capsys):
+    out = tmp_path / "quality.json"
+    rc = quality.main(["--limit", "2", "--stride", "400", "--out", str(out)])
+    assert rc == 0
+    report = json.loads(out.read_text())
+    single = report["sets"]["single"]
+    assert set(single) == {"pipeline", "raw"}
+    for figures in single.values():
+        assert figures["tasks"] == 2
+        assert 0 <= figures["pass@1"] <= figures["shown"] <= 100
+    tasks = report["tasks"]["single"]
+    assert [t["task"] for t in tasks] == ["HumanEval/0/0", "HumanEval/78/1"]
+    assert all("passed" in t["pipeline"] and "reason" in t["pipeline"] for t in tasks)
+    assert (tmp_path / "quality.png").stat().st_size > 1000
+    assert "pipeline/raw pass@1" in capsys.readouterr().out or single["raw"]["pass@1"] == 0

@@ -1,0 +1,170 @@
+"""Quality features of the request path on the real engine: typing-through, reuse, prefetch, rerank, reasons."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Callable
+from concurrent.futures import Future
+
+import pytest
+
+from suggest_ls.completer import Completer, CompletionRequest
+from suggest_ls.engine import Engine, GenRequest, GenResult
+from suggest_ls.prompt import FAMILIES
+from suggest_ls.settings import resolve
+
+FUNC = "def add(first, second):\n    return "
+
+
+class Counting:
+    """The real engine, counting the jobs submitted to it."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.jobs: list[GenRequest] = []
+
+    def submit(self, req: GenRequest, done: Callable[[GenResult], None]):  # type: ignore[no-untyped-def]
+        self.jobs.append(req)
+        return self.engine.submit(req, done)
+
+    def expect(self, delta: int) -> None:
+        self.engine.expect(delta)
+
+
+def make(engine: Engine, **settings: object) -> tuple[Completer, Counting]:
+    s, messages = resolve({"temperature": 0, "debounceMs": 0, **settings})
+    assert not messages
+    backend = Counting(engine)
+    return Completer(backend, FAMILIES["rules"], s), backend
+
+
+def request(text: str, offset: int | None = None, uri: str = "file:///q.py", version: int = 1) -> CompletionRequest:
+    return CompletionRequest(uri, version, text, len(text) if offset is None else offset, "python")
+
+
+def run(engine: Engine, req: GenRequest) -> GenResult:
+    done: Future[GenResult] = Future()
+    engine.submit(req, done.set_result)
+    return done.result(timeout=120)
+
+
+async def test_typing_a_shown_suggestion_runs_no_model(engine):
+    c, backend = make(engine)
+    first = await c.complete(request(FUNC))
+    assert first.text and first.record and first.record.outcome == "shown"
+    jobs = len(backend.jobs)
+    for i in range(1, len(first.text)):
+        typed = FUNC + first.text[:i]
+        got = await c.complete(request(typed, version=i + 1))
+        assert got.text == first.text[i:], f"after typing {first.text[:i]!r}"
+        assert got.cached and got.record is not None and got.record.outcome == "cache"
+    assert len(backend.jobs) == jobs  # no model run while typing it through
+
+
+async def test_the_cache_key_holds_the_text_after_the_cursor(engine):
+    c, backend = make(engine)
+    text = FUNC + "\n\nprint(add(1, 2))\n"
+    first = await c.complete(request(text, len(FUNC)))
+    assert first.text
+    jobs = len(backend.jobs)
+    typed = FUNC + first.text[0]
+    changed = typed + "\n\nprint(add(3, 4))\n"  # same text before the cursor, other text after it
+    again = await c.complete(request(changed, len(typed), version=2))
+    assert not again.cached and len(backend.jobs) == jobs + 1
+
+
+async def test_a_running_generation_is_reused_when_the_typed_text_matches(engine):
+    probe, _ = make(engine)
+    expected = (await probe.complete(request(FUNC, uri="file:///probe.py"))).text
+    assert len(expected) >= 2
+    c, backend = make(engine)
+    older = asyncio.ensure_future(c.complete(request(FUNC, uri="file:///reuse.py")))
+    while not backend.jobs:  # the first request's job is in the engine
+        await asyncio.sleep(0.001)
+    newer = await c.complete(request(FUNC + expected[0], uri="file:///reuse.py", version=2))
+    assert (await older).reason == "superseded"
+    assert newer.text == expected[1:] and newer.cached
+    assert len(backend.jobs) == 1  # the newer keystroke started no model run of its own
+
+
+async def test_prefetch_answers_the_next_request_after_accepting(engine):
+    c, backend = make(engine, prefetch=True)
+    text = "values = [1, 2, 3]\ntotal = 0\nfor v in values:\n    total += v\n"
+    shown = await c.complete(request(text))
+    assert shown.text
+    for _ in range(2000):  # the prefetch runs at low priority in the background
+        if c._docs["file:///q.py"].prefetched is not None:
+            break
+        await asyncio.sleep(0.01)
+    state = c._docs["file:///q.py"]
+    assert state.prefetched is not None, "the prefetch produced nothing"
+    jobs = len(backend.jobs)
+    accepted = text + shown.text + "\n"  # accept with Tab, then Enter (the line is complete)
+    nxt = await c.complete(request(accepted, version=2))
+    assert nxt.cached and nxt.text and len(backend.jobs) == jobs
+    assert backend.jobs[-1].priority < 0
+
+
+async def test_rerank_samples_and_scores_candidates(engine):
+    c, backend = make(engine, candidates=3)
+    text = "def area(width, height):\n    result = width * height\n    \n    return result\n"
+    offset = text.index("\n    return")
+    got = await c.complete(request(text, offset))
+    samples = [j for j in backend.jobs if j.temperature > 0]
+    scores = [j for j in backend.jobs if j.score_from >= 0]
+    assert len(samples) == 3 and len({j.seed for j in samples}) == 3
+    if got.text:  # scoring happens only when the samples disagree
+        assert all(j.max_tokens == 0 and j.prompt.endswith("\n    return result\n") for j in scores)
+    assert got.record is not None and got.record.generated_tokens >= sum(1 for _ in samples)
+
+
+def test_engine_scores_likely_continuations_higher(engine):
+    prompt = "def add(a, b):\n    return "
+    good = run(engine, GenRequest("score", prompt + "a + b\n", max_tokens=0, score_from=len(prompt)))
+    bad = run(engine, GenRequest("score", prompt + "banana split\n", max_tokens=0, score_from=len(prompt)))
+    assert good.text == "" and bad.text == ""  # scoring only
+    assert good.scored_tokens >= 3 and bad.scored_tokens >= 3
+    assert good.score > bad.score + 5
+
+
+def test_engine_seeds_make_samples_differ(engine):
+    outs = {
+        run(engine, GenRequest("seed", "def f(x):\n    return ", max_tokens=6, temperature=1.0, seed=s)).text
+        for s in range(6)
+    }
+    assert len(outs) >= 2
+
+
+async def test_extra_context_from_another_document_reaches_the_prompt(engine):
+    c, _ = make(engine)
+    helper = "".join(f"def helper_{i}(value):\n    return value * {i}\n\n" for i in range(8))
+    await c.complete(request(helper, helper.index("return value * 4"), uri="file:///proj/helpers.py"))
+    await c.complete(request("result = helper_", uri="file:///proj/main.py"))
+    head = c.last_prompt.split("result = helper_")[0]
+    assert "# Path: proj/helpers.py\n" in head and "# def helper_4(value):\n#     return value * 4\n" in head
+
+
+async def test_extra_context_off_keeps_the_prompt_plain(engine):
+    c, _ = make(engine, extraContextTokens=0)
+    helper = "def helper(value):\n    return value * 2\n"
+    await c.complete(request(helper, uri="file:///proj/helpers.py"))
+    await c.complete(request("result = helper", uri="file:///proj/main.py"))
+    assert "Path:" not in c.last_prompt
+
+
+@pytest.mark.parametrize(
+    ("text", "offset", "settings", "reason"),
+    [
+        ("value = 1", 3, {}, "inside a word"),
+        ("x = foo(1)", 4, {}, "text after the cursor on this line"),
+        ("x = 1", 99, {}, "position outside the document"),
+        ("x = \x00\x00", 4, {}, "binary content near the cursor"),
+        ("x = 1", 5, {"enabled": False}, "disabled"),
+    ],
+)
+async def test_every_empty_answer_has_a_reason(engine, text, offset, settings, reason):
+    c, backend = make(engine, **settings)
+    got = await c.complete(request(text, offset))
+    assert not got.text and got.reason == reason
+    assert got.record is not None and got.record.outcome == reason
+    assert not backend.jobs
