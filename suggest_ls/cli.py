@@ -239,6 +239,8 @@ async def _complete(args: argparse.Namespace) -> int:
             for r, w in runs
         ],
     }
+    if args.explain:
+        out["prompt"], out["raw"] = completer.last_prompt, completer.last_raw
     if args.json:
         print(json.dumps(out, indent=2))
         return 0
@@ -263,11 +265,21 @@ async def _complete(args: argparse.Namespace) -> int:
             f"(+ pipeline {r['total_ms'] - r['engine_ms']:.1f} ms); evaluated {r['evaluated_tokens']}, generated {r['generated_tokens']}"
         )
     if args.explain:
-        print("--- prompt ---")
-        print(build_prompt(cursor, completer.template))
+        from suggest_ls.context import should_complete, wants_block
+
+        block = wants_block(cursor, completer.settings.multiline)
+        gate = should_complete(cursor)
+        print(
+            "decision   "
+            + ("a block (after a block opener)" if block else "one line")
+            + (f"; not here: {gate}" if gate else "")
+        )
+        print("--- prompt" + (" (the model did not run)" if not completer.last_prompt else "") + " ---")
+        print(completer.last_prompt or build_prompt(cursor, completer.template))
         print("--- end of prompt ---")
-        if not result.text:
-            print(f"why no suggestion: {result.reason}")
+        if completer.last_prompt:
+            print("raw        " + json.dumps(completer.last_raw))
+        print(f"why no suggestion: {result.reason}" if not result.text else "shown      yes")
     return 0
 
 
