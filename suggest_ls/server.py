@@ -46,7 +46,7 @@ from suggest_ls.framing import (
 from suggest_ls.ops import Operations
 from suggest_ls.security import token_matches
 from suggest_ls.settings import SECTION, Settings, resolve
-from suggest_ls.stats import Recorder
+from suggest_ls.stats import Record, Recorder
 
 log = logging.getLogger(__name__)
 STATUS_METHOD = "suggest/status"
@@ -540,25 +540,25 @@ class SuggestServer(LanguageServer):
         """Run the completer for a position; None when the document is unknown or the position impossible."""
         doc = self.documents.get(uri)
         if doc is None:
-            log.info("no suggestion for %s: document not open", uri)
+            self._no_suggestion(uri, "document not open")
             return None
         if doc.out_of_sync:
-            log.info("no suggestion for %s: document out of sync (%s)", uri, doc.out_of_sync)
+            self._no_suggestion(uri, f"document out of sync ({doc.out_of_sync})")
             return None
         if len(doc) > MAX_DOCUMENT_CHARS:
-            log.info("no suggestion for %s: document too large (%d characters)", uri, len(doc))
+            self._no_suggestion(uri, f"document too large ({len(doc)} characters)")
             return None
         try:
             offset = doc.offset(position.line, position.character, strict=True)
         except PositionError as exc:
-            log.info("no suggestion for %s: %s", uri, exc)
+            self._no_suggestion(uri, str(exc))
             return None
         if len(doc.line(position.line)) > MAX_LINE_CHARS:
-            log.info("no suggestion for %s: line too long (%d characters)", uri, len(doc.line(position.line)))
+            self._no_suggestion(uri, f"line too long ({len(doc.line(position.line))} characters)")
             return None
         completer = await self.ops.completer_for_request()
         if completer is None:
-            log.info("no suggestion for %s: %s", uri, self.state_reason or "model not loaded")
+            self._no_suggestion(uri, self.state_reason or "model not loaded")
             return None
         if completer.documents is None:  # extra context: the heads of the other open documents
             completer.documents = self.document_heads
@@ -567,9 +567,14 @@ class SuggestServer(LanguageServer):
         req = CompletionRequest(uri, version, doc.text, offset, doc.language_id, manual)
         result = await completer.complete(req)
         if doc.version != version or self.documents.get(uri) is not doc:
-            log.info("no suggestion for %s: stale (document changed from v%d)", uri, version)
+            self._no_suggestion(uri, f"stale (document changed from v{version})")
             return None
         return doc, result
+
+    def _no_suggestion(self, uri: str, reason: str) -> None:
+        """Log and count why a request got no suggestion before (or after) the completer."""
+        log.info("no suggestion for %s: %s", uri, reason)
+        self.recorder.add(Record(uri=uri, outcome=reason))
 
     def document_heads(self, chars: int = 4000) -> list[tuple[str, str]]:
         """The start of every open document, for the completer's extra context."""
