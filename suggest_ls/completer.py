@@ -115,11 +115,18 @@ class _DocState:
     extra_key: str = ""
 
 
-def adaptive_debounce(interval_ms: float) -> float:
-    """Debounce in ms from the typist's recent inter-keystroke interval (fast typists wait a bit)."""
-    if interval_ms >= 400:
+def adaptive_debounce(interval_ms: float, last_char: str = "") -> float:
+    """Debounce in ms from the typing rhythm: a short wait only inside a word typed fast.
+
+    Waiting costs more than it saves here (replays: half the wait of a typist's interval, up to
+    60 ms, gave a 4x slower median than no wait): a superseded job's prompt work stays in the
+    document's cache, and a job that finishes mid-burst feeds the typing-through cache. So after a
+    space, punctuation or a newline (where people pause) and for typists slower than 250 ms a key
+    there is no wait; inside a word, a quarter of the recent interval, at most 30 ms.
+    """
+    if interval_ms >= 250 or not (last_char.isalnum() or last_char == "_"):
         return 0.0
-    return max(0.0, min(60.0, 0.5 * interval_ms))
+    return min(30.0, 0.25 * interval_ms)
 
 
 class Completer:
@@ -225,7 +232,8 @@ class Completer:
             if state.generation != generation:
                 return self._empty(req, "superseded", started)
         extra = self._extra(state, req, cursor)
-        debounce = s.debounce_ms if s.debounce_ms >= 0 else adaptive_debounce(state.interval_ms)
+        last_char = req.text[req.offset - 1 : req.offset] if req.offset else ""
+        debounce = s.debounce_ms if s.debounce_ms >= 0 else adaptive_debounce(state.interval_ms, last_char)
         waited = 0.0
         if debounce > 0 and not req.manual:
             self.backend.expect(1)

@@ -65,11 +65,13 @@ def _free_port() -> int:
 class Session:
     """One server under test: its processes, its trace and its log."""
 
-    def __init__(self, kind: str, model: str, settings: dict[str, Any], workdir: Path, threads: int) -> None:
+    def __init__(
+        self, kind: str, model: str, settings: dict[str, Any], workdir: Path, threads: int, name: str = ""
+    ) -> None:
         self.kind = kind
         self.model = model
         self.settings = settings
-        self.dir = workdir / kind
+        self.dir = workdir / (name or kind)
         self.dir.mkdir(parents=True, exist_ok=True)
         self.trace = self.dir / "trace.jsonl"
         self.threads = threads
@@ -251,6 +253,7 @@ def analyse(
     shown = stale = unanswered = errors = last_shown = 0
     error_examples: set[str] = set()
     overhead: list[float] = []
+    pipeline: list[float] = []  # the part of the overhead inside the completer (the rest: protocol, transport)
     for s in sent:
         call = s.call
         if call.answered <= 0:
@@ -274,7 +277,9 @@ def analyse(
                 to_suggestion.append((call.answered - s.typed_at) * 1000)
         r = by_version.get((sources[s.key.doc].uri, s.version))
         if r and _ran(r) and not str(r.get("outcome", "")).startswith(("superseded", "cancel")):
-            overhead.append(call.rtt_ms - float(r.get("debounce_ms", 0.0)) - float(r.get("engine_ms", 0.0)))
+            engine = float(r.get("debounce_ms", 0.0)) + float(r.get("engine_ms", 0.0))
+            overhead.append(call.rtt_ms - engine)
+            pipeline.append(float(r.get("total_ms", 0.0)) - engine)
     runs = [r for r in records if _ran(r) and r.get("version", 0) > 1]
     outcomes: dict[str, int] = {}
     for r in records:
@@ -301,6 +306,7 @@ def analyse(
             "rtt_last": rtt_last,
             "to_suggestion": to_suggestion,
             "overhead": overhead,
+            "pipeline": pipeline,
             "evaluated": [float(r["evaluated_tokens"]) for r in runs if "evaluated_tokens" in r],
             "generated": [float(r.get("generated_tokens", 0)) for r in runs],
         },
@@ -341,6 +347,7 @@ def summarise(kind: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "tokens_generated_per_completion": pcts(lists["generated"]),
         "completions_over_token_bound": over,
         "server_overhead_ms": pcts(lists["overhead"], 2),
+        "completer_pipeline_ms": pcts(lists["pipeline"], 2),
         "outcomes": outcomes,
         "_rtt_last": lists["rtt_last"],
         "_rtt_all": lists["rtt_all"],
@@ -442,6 +449,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--concurrent", action="store_true", help="one typist per document, all at once")
     p.add_argument("--servers", default=",".join(SERVERS), help="comma list of: " + ", ".join(SERVERS))
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a suggest-ls setting (all servers)")
+    p.add_argument(
+        "--variant",
+        action="append",
+        default=[],
+        metavar="NAME:KEY=VALUE,...",
+        help="one more suggest-ls server with these settings on top (to compare levers side by side)",
+    )
     p.add_argument("--threads", type=int, default=0, help="threads for the baselines (0: their own default)")
     p.add_argument("--grace", type=float, default=30.0, help="seconds without any answer before giving up")
     p.add_argument("--rounds", type=int, default=1, help="replays per server, taking turns (samples pooled)")
@@ -467,25 +481,29 @@ async def _run(args: argparse.Namespace, model: str) -> int:
         f"into {', '.join(Path(s.path).name for s in sources)}; logs in {workdir}",
         file=sys.stderr,
     )
-    kinds = [k.strip() for k in args.servers.split(",") if k.strip()]
-    unknown = [k for k in kinds if k not in SERVERS]
+    servers = [(k.strip(), k.strip(), settings) for k in args.servers.split(",") if k.strip()]
+    unknown = [k for _, k, _ in servers if k not in SERVERS]
     if unknown:
         print(f"unknown server(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
-    raws: dict[str, list[dict[str, Any]]] = {k: [] for k in kinds}
+    for spec in args.variant:
+        name, _, pairs = spec.partition(":")
+        servers.append((name, "suggest-ls", {**settings, **_parse_sets([x for x in pairs.split(",") if x])}))
+    raws: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in servers}
     for round_no in range(args.rounds):
-        for kind in kinds:  # side by side: the servers take turns, round after round
-            session = Session(kind, model_path, settings, workdir / f"round{round_no + 1}", args.threads)
+        for name, kind, options in servers:  # side by side: the servers take turns, round after round
+            session = Session(kind, model_path, options, workdir / f"round{round_no + 1}", args.threads, name)
             try:
                 client = await session.start()
-                sent, warm = await replay(kind, client, sources, keys, args.grace)
+                sent, warm = await replay(name, client, sources, keys, args.grace)
             finally:
                 await session.stop()
-            warmups.setdefault(kind, []).extend(round(w, 1) for w in warm)
-            raws[kind].append(analyse(kind, sent, session.records(), sources, count_tokens))
-    for kind in kinds:
-        results[kind] = summarise(kind, raws[kind])
-        results[kind]["first_completion_ms"] = warmups[kind]
+            warmups.setdefault(name, []).extend(round(w, 1) for w in warm)
+            raws[name].append(analyse(name, sent, session.records(), sources, count_tokens))
+    for name, _, options in servers:
+        results[name] = summarise(name, raws[name])
+        results[name]["first_completion_ms"] = warmups[name]
+        results[name]["settings"] = options
     report = _report(args, results, sources, keys, settings)
     print(_table(results))
     for line in _ratios_text(report["ratios"]):

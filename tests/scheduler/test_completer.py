@@ -113,9 +113,12 @@ async def test_client_cancel_stops_the_job():
     assert [r.outcome for r in c.recorder.recent()] == ["cancelled by the client"]
 
 
-def test_adaptive_debounce_follows_the_rhythm():
-    assert adaptive_debounce(1000) == 0
-    assert 0 < adaptive_debounce(60) < adaptive_debounce(100) <= 60
+def test_adaptive_debounce_waits_only_inside_a_fast_word():
+    assert adaptive_debounce(1000, "a") == 0  # a slow typist: no wait
+    assert 0 < adaptive_debounce(60, "a") < adaptive_debounce(100, "x") <= 30
+    assert adaptive_debounce(60, "_") > 0
+    for char in (" ", "(", ".", "\n", ""):
+        assert adaptive_debounce(60, char) == 0  # where people pause
 
 
 async def test_superseded_job_frees_its_slot_for_the_next_keystroke(engine: Engine):
