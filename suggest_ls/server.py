@@ -8,6 +8,7 @@ import hashlib
 import json
 import logging
 import os
+import re
 import sys
 import threading
 import uuid
@@ -574,7 +575,7 @@ class SuggestServer(LanguageServer):
     def _no_suggestion(self, uri: str, reason: str) -> None:
         """Log and count why a request got no suggestion before (or after) the completer."""
         log.info("no suggestion for %s: %s", uri, reason)
-        self.recorder.add(Record(uri=uri, outcome=reason))
+        self.recorder.add(Record(uri=uri, outcome=bounded_reason(reason)))
 
     def document_heads(self, chars: int = 4000) -> list[tuple[str, str]]:
         """The start of every open document, for the completer's extra context."""
@@ -744,6 +745,11 @@ def _uri_path(uri: str) -> str:
 
     parsed = urlparse(uri)
     return unquote(parsed.path) if parsed.scheme == "file" else uri
+
+
+def bounded_reason(reason: str) -> str:
+    """A reason without its numbers (versions, sizes, positions): outcome counters stay bounded."""
+    return re.sub(r"\d+", "N", re.sub(r"\s*\([^()]*\d[^()]*\)$", "", reason))
 
 
 def _alive(pid: int) -> bool:

@@ -284,6 +284,10 @@ def test_every_request_answered_once_and_no_document_text_in_the_log(server):
     log = server.log_text()
     assert MARKER not in log
     assert "Traceback" not in log
+    # reasons are counted without their numbers: the counters stay bounded over a long session
+    outcomes = server.result("suggest/status", {})["outcomes"]
+    assert "stale" in outcomes or "line N past end" in outcomes, outcomes
+    assert not [k for k in outcomes if any(ch.isdigit() for ch in k)], outcomes
 
 
 def test_cancel_notifications_with_odd_ids(server):

@@ -111,3 +111,21 @@ def test_prompts_longer_than_the_context_are_trimmed_not_failed(model_path):
         assert result.text
     finally:
         engine.close()
+
+
+def test_a_model_too_large_for_the_gpu_is_partly_offloaded_or_runs_on_the_cpu():
+    from suggest_ls.device import GpuMemory, plan_offload
+
+    gib = 2**30
+    card = GpuMemory("Test GPU", used=4 * gib, free=20 * gib, total=24 * gib)
+    fits = plan_offload(-1, 32, 4 * gib, 1 * gib, True, card)
+    assert fits.layers == 33 and "33 layers offloaded" in fits.reason
+    big = plan_offload(-1, 79, 40 * gib, 2 * gib, True, card)  # a 40 GB model on a 24 GB card
+    assert 0 < big.layers < 80
+    assert big.reason.startswith(f"partial offload: {big.layers} of 80 layers fit")
+    assert big.layers * (42 * gib / 80) <= card.free - 0.1 * card.total
+    full = GpuMemory("Busy GPU", used=23 * gib, free=1 * gib, total=24 * gib)
+    assert plan_offload(-1, 32, 4 * gib, gib, True, full).layers == 0
+    assert "CPU: only 1.0 GiB free" in plan_offload(-1, 32, 4 * gib, gib, True, full).reason
+    assert plan_offload(-1, 32, 4 * gib, gib, False, card).reason == "CPU: this llama.cpp build has no GPU offload"
+    assert plan_offload(0, 32, 4 * gib, gib, True, card).layers == 0

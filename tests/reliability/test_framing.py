@@ -96,7 +96,7 @@ def test_message_checks(msg, why, answer_id):
 
 def test_garbage_between_frames_sample():
     """A small sample of `suggest-ls bench fuzz --targets framing` (same property)."""
-    settings(max_examples=200, deadline=None, database=None, derandomize=True)(framing_property)()
+    settings(max_examples=100, deadline=None, database=None, derandomize=True)(framing_property)()
 
 
 def test_a_fault_while_handling_a_request_is_answered_with_internal_error(monkeypatch):

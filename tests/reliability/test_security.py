@@ -99,7 +99,25 @@ def init_params(token: object = None) -> dict:
     }
 
 
-def test_bind_rules_and_tokens(tmp_path):
+def run_cli(args: list[str], env: dict, monkeypatch, capsys) -> tuple[int, str]:
+    """Run ``suggest-ls`` in-process (the bind checks happen before any server starts)."""
+    import logging
+
+    from suggest_ls.cli import main
+
+    monkeypatch.delenv("SUGGEST_LS_TOKEN", raising=False)
+    for key, value in env.items():
+        monkeypatch.setenv(key, value)
+    root = logging.getLogger()
+    handlers, level = root.handlers[:], root.level
+    try:
+        code = main([*args, "--log-level", "warning"])
+    finally:
+        root.handlers[:], root.level = handlers, level
+    return code, capsys.readouterr().err
+
+
+def test_bind_rules_and_tokens(tmp_path, monkeypatch, capsys):
     assert is_loopback("127.0.0.1") and is_loopback("::1") and is_loopback("localhost") and is_loopback("[::1]")
     assert not is_loopback("0.0.0.0") and not is_loopback("") and not is_loopback("192.168.1.2")
     assert load_token(env={}) == ""
@@ -108,20 +126,15 @@ def test_bind_rules_and_tokens(tmp_path):
     assert load_token(str(tmp_path / "t"), env={}) == TOKEN
     assert token_matches(TOKEN, TOKEN) and not token_matches(TOKEN, TOKEN[:-1]) and not token_matches(TOKEN, None)
     assert not token_matches("", "")
-    env = {k: v for k, v in os.environ.items() if k != "SUGGEST_LS_TOKEN"}
-    for args, message in [
-        (["--tcp", "0.0.0.0:0"], "reachable from other machines"),
-        (["--tcp", "0.0.0.0:0", "--token-file", str(tmp_path / "missing")], "cannot read the token file"),
+    for args, env, message in [
+        (["--tcp", "0.0.0.0:0"], {}, "reachable from other machines"),
+        (["--tcp", "192.168.7.7:0"], {}, "reachable from other machines"),
+        (["--tcp", "0.0.0.0:0", "--token-file", str(tmp_path / "missing")], {}, "cannot read the token file"),
+        (["--tcp", "0.0.0.0:0"], {"SUGGEST_LS_TOKEN": "short"}, "at least 16"),
+        (["--health-port", "0.0.0.0:0"], {}, "--health-port on 0.0.0.0"),
     ]:
-        run = subprocess.run([sys.executable, "-m", "suggest_ls", *args], env=env, capture_output=True, text=True)
-        assert run.returncode == 2 and message in run.stderr, run.stderr
-    short = subprocess.run(
-        [sys.executable, "-m", "suggest_ls", "--tcp", "0.0.0.0:0"],
-        env={**env, "SUGGEST_LS_TOKEN": "short"},
-        capture_output=True,
-        text=True,
-    )
-    assert short.returncode == 2 and "at least 16" in short.stderr
+        code, err = run_cli(args, env, monkeypatch, capsys)
+        assert code == 2 and message in err, err
 
 
 def test_privacy_filter_redacts_library_arguments():

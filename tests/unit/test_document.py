@@ -82,7 +82,7 @@ def test_random_edit_sequences_match_a_reference_model(encoding):
 
     from suggest_ls.bench.fuzz import document_property
 
-    settings(max_examples=60, deadline=None, database=None, derandomize=True)(document_property(encoding))()
+    settings(max_examples=40, deadline=None, database=None, derandomize=True)(document_property(encoding))()
 
 
 def test_a_50_mb_document_takes_edits_quickly():
