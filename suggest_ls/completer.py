@@ -219,12 +219,13 @@ class Completer:
             return self._empty(req, "binary content near the cursor", started)
         self.ring.add(req.uri, req.text, req.offset)  # a place the user works at: context for other places
         hit = self._type_through(state, req)
+        why = "" if hit is not None or req.manual else should_complete(cursor)
+        if adopt is not None and (hit is not None or why):
+            adopt.job.cancel.set()  # adopted, but this request needs no generation after all
         if hit is not None:
             return self._cache_hit(req, hit, started)
-        if not req.manual:
-            why = should_complete(cursor)
-            if why:
-                return self._empty(req, why, started)
+        if why:
+            return self._empty(req, why, started)
         if adopt is not None:
             reused = await self._reuse(state, req, adopt, superseded)
             if reused is not None:

@@ -88,21 +88,32 @@ def build_tasks(problems: list[dict[str, str]], kind: str = "single") -> list[Ta
     return tasks
 
 
+# Runs the program under a CPU-time limit (set inside the child, so no pre-exec hook in a threaded parent).
+_BOOT = (
+    "import resource, runpy, sys; n = int(sys.argv[2]); "
+    "resource.setrlimit(resource.RLIMIT_CPU, (n, n + 1)); runpy.run_path(sys.argv[1], run_name='__main__')"
+)
+
+
 def run_program(program: str, timeout: float = TIMEOUT_S) -> bool:
-    """Run a program in a fresh interpreter in a scratch folder; True when it exits 0 in time."""
+    """Run a program in a fresh interpreter in a scratch folder; True when it exits 0 in time.
+
+    ``timeout`` is CPU time (RLIMIT_CPU), with ten times as much wall-clock time as a backstop,
+    so a loaded machine does not turn a passing program into a timeout.
+    """
     with tempfile.TemporaryDirectory(prefix="suggest-ls-he-") as tmp:
         path = Path(tmp) / "candidate.py"
         path.write_text(program, encoding="utf-8")
         env = {"PATH": os.environ.get("PATH", ""), "PYTHONHASHSEED": "0", "PYTHONDONTWRITEBYTECODE": "1"}
         try:
             proc = subprocess.run(
-                [sys.executable, "-I", str(path)],
+                [sys.executable, "-I", "-c", _BOOT, str(path), str(max(1, round(timeout)))],
                 cwd=tmp,
                 env=env,
                 stdin=subprocess.DEVNULL,
                 stdout=subprocess.DEVNULL,
                 stderr=subprocess.DEVNULL,
-                timeout=timeout,
+                timeout=timeout * 10,
             )
         except subprocess.TimeoutExpired:
             return False

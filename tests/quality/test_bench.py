@@ -41,7 +41,7 @@ def test_reference_middles_pass_and_broken_ones_fail(problems):
 def test_a_program_that_hangs_is_stopped():
     started = time.perf_counter()
     assert run_program("while True:\n    pass\n", timeout=0.5) is False
-    assert time.perf_counter() - started < 5
+    assert time.perf_counter() - started < 10
 
 
 @pytest.mark.parametrize("text", ["abc\ndef\n", "a😀b\nxyz", "\n\n\n"])
