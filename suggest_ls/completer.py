@@ -484,7 +484,11 @@ class Completer:
         self, state: _DocState, req: CompletionRequest, entry: _Running, superseded: asyncio.Future[None]
     ) -> Suggestion | None:
         """Wait for an adopted generation; the rest of its line if it starts with what was typed."""
-        await asyncio.wait([entry.future, superseded], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+        try:
+            await asyncio.wait([entry.future, superseded], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+        except asyncio.CancelledError:  # the client cancelled: nobody else waits for this job any more
+            entry.job.cancel.set()
+            raise
         if not entry.future.done():
             entry.job.cancel.set()
             return None

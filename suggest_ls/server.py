@@ -326,7 +326,7 @@ class SuggestServer(LanguageServer):
     def start_io(self, stdin: Any = None, stdout: Any = None) -> None:
         """Serve one client on stdin/stdout with the hardened framing; the process ends with the session."""
         stdin = stdin or sys.stdin.buffer
-        self.protocol.set_writer(StdoutWriter(stdout or sys.stdout.buffer))
+        self.protocol.set_writer(_PipeWriter(stdout or sys.stdout.buffer, self._client_gone))
         try:
             asyncio.run(self._serve_stream(lambda: _thread_reader(stdin)))
         except BrokenPipeError:
@@ -401,6 +401,10 @@ class SuggestServer(LanguageServer):
             ready(int(bound[1]))
         async with server:
             await finished.wait()
+
+    def _client_gone(self) -> NoReturn:
+        log.warning("the client closed the pipe; exiting")
+        self.terminate(1)
 
     def terminate(self, code: int) -> NoReturn:
         """End the process now: stop the engine without waiting for a decode step, flush the log, exit."""
@@ -788,6 +792,21 @@ async def _watch_parent(ls: SuggestServer, pid: int, poll_s: float = 1.0) -> Non
             await asyncio.sleep(poll_s)
     log.warning("parent process %d is gone; exiting", pid)
     ls.terminate(1)
+
+
+class _PipeWriter(StdoutWriter):
+    """The protocol's stdout; a broken pipe means the editor is gone, so the server ends."""
+
+    def __init__(self, stdout: Any, gone: Callable[[], NoReturn]) -> None:
+        super().__init__(stdout)
+        self._gone = gone
+
+    def write(self, data: bytes) -> None:
+        """Write one message, or end the process when nobody reads any more."""
+        try:
+            super().write(data)
+        except BrokenPipeError:
+            self._gone()
 
 
 def _thread_reader(stream: Any, chunk: int = 1 << 16) -> Callable[[], Awaitable[bytes]]:

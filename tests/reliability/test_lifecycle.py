@@ -120,3 +120,26 @@ def test_exit_when_the_editor_process_dies_or_the_pipe_closes():
         assert "input closed" in srv.log_text()
     finally:
         srv.kill()
+
+
+def test_exit_when_the_editor_stops_reading():
+    from suggest_ls.framing import encode
+
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "suggest_ls", "--stdio"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+    )
+    try:
+        assert proc.stdin is not None and proc.stdout is not None
+        init = {"processId": None, "capabilities": {}, "initializationOptions": OPTIONS}
+        proc.stdin.write(encode({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init}))
+        proc.stdin.flush()
+        assert proc.stdout.readline().startswith(b"Content-Length")
+        proc.stdout.close()  # the editor's end of the pipe is gone; its stdin side stays open
+        proc.stdin.write(encode({"jsonrpc": "2.0", "id": 2, "method": "suggest/status", "params": {}}))
+        proc.stdin.flush()
+        assert proc.wait(5) == 1
+    finally:
+        proc.kill()

@@ -1,0 +1,57 @@
+"""Under load nothing is left behind: a request the client cancels leaves no engine job running.
+
+(The soak found this: a request waiting on a generation it adopted from the previous keystroke,
+then cancelled by the client, left that generation running with nobody waiting; thousands of
+them made the engine's backlog grow for minutes.)
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from suggest_ls.completer import Completer, CompletionRequest
+from suggest_ls.engine import Engine
+from suggest_ls.prompt import ModelInfo, detect_template
+from suggest_ls.settings import Settings
+
+HEAD = "".join(f"def helper_{i}(value):\n    return value * {i}\n\n" for i in range(40))
+
+
+class Spy:
+    """The real engine, with every submitted job kept for inspection."""
+
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.jobs: list[Any] = []
+
+    def submit(self, req: Any, done: Any) -> Any:
+        job = self.engine.submit(req, done)
+        self.jobs.append(job)
+        return job
+
+    def expect(self, delta: int) -> None:
+        self.engine.expect(delta)
+
+
+async def test_a_cancelled_request_leaves_no_engine_job_running(engine):
+    spy = Spy(engine)
+    settings = Settings(debounce_ms=0, temperature=0, max_tokens=48, extra_context_tokens=0)
+    completer = Completer(spy, detect_template(ModelInfo()), settings)
+    uri = "file:///tmp/load.py"
+    text = HEAD + "def main(x):\n    return x + "
+    first = asyncio.ensure_future(completer.complete(CompletionRequest(uri, 1, text, len(text), "python", True)))
+    await asyncio.sleep(0.3)  # its prompt (hundreds of tokens) is being evaluated
+    assert len(spy.jobs) == 1 and not spy.jobs[0].finished
+    typed = text + "1"  # the next keystroke adopts the running generation ...
+    second = asyncio.ensure_future(completer.complete(CompletionRequest(uri, 2, typed, len(typed), "python", True)))
+    await asyncio.sleep(0.1)
+    second.cancel()  # ... and the client cancels that request
+    assert (await first).reason == "superseded"
+    try:
+        await second
+    except asyncio.CancelledError:
+        pass
+    assert spy.jobs, "no generation was started"
+    running = [job for job in spy.jobs if not job.finished and not job.cancel.is_set()]
+    assert running == []
