@@ -8,6 +8,7 @@ them made the engine's backlog grow for minutes.)
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
 
 from suggest_ls.completer import Completer, CompletionRequest
@@ -55,3 +56,37 @@ async def test_a_cancelled_request_leaves_no_engine_job_running(engine):
     assert spy.jobs, "no generation was started"
     running = [job for job in spy.jobs if not job.finished and not job.cancel.is_set()]
     assert running == []
+
+
+def test_keystrokes_leave_nothing_behind_in_the_protocol():
+    """pygls keeps the future of every notification it runs as a generator; ours are not generators."""
+    from suggest_ls.server import create_server
+
+    class Sink:
+        def write(self, data: bytes) -> None:
+            pass
+
+        def close(self) -> None:
+            pass
+
+    server = create_server()
+    protocol = server.protocol
+    protocol.set_writer(Sink())
+
+    def send(msg: dict) -> None:
+        protocol.receive(json.dumps({"jsonrpc": "2.0", **msg}).encode())
+
+    send({"id": 1, "method": "initialize", "params": {"processId": None, "capabilities": {}}})
+    item = {"uri": "file:///k.py", "languageId": "python", "version": 1, "text": ""}
+    send({"method": "textDocument/didOpen", "params": {"textDocument": item}})
+    before = len(protocol._request_futures)
+    for version in range(2, 502):
+        change = {"range": {"start": {"line": 0, "character": 0}, "end": {"line": 0, "character": 0}}, "text": "x"}
+        send(
+            {
+                "method": "textDocument/didChange",
+                "params": {"textDocument": {"uri": item["uri"], "version": version}, "contentChanges": [change]},
+            }
+        )
+    assert server.documents[item["uri"]].text == "x" * 500
+    assert len(protocol._request_futures) - before < 5
