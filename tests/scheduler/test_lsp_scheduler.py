@@ -78,7 +78,9 @@ async def test_burst_without_cancels_every_request_answered_no_stale(tmp_path):
         for older, newer in itertools.pairwise(calls):
             assert older.answered <= newer.answered
         outcomes = [r["outcome"] for r in records(trace) if r["version"] < 7]
-        assert all(o.startswith("superseded") for o in outcomes)
+        # none of the older versions was shown; under heavy load a job may finish before the next
+        # keystroke arrives, so its reason can be "stale" rather than "superseded"
+        assert outcomes and all(o != "shown" and o != "cache" for o in outcomes), outcomes
     finally:
         await client.close()
 
