@@ -312,15 +312,18 @@ class Completer:
         record = Record(uri=req.uri, outcome="shown", total_ms=(time.perf_counter() - started) * 1000, **timing)  # type: ignore[arg-type]
         self._add(record)
         log.info(
-            "suggestion for %s v%d: %d chars in %.0f ms (prompt %d tokens, %d cached, %d evaluated, %d generated)",
+            "suggestion for %s v%d: %d chars in %.0f ms (prompt %d tokens, %d cached, %d evaluated, %d generated; "
+            "reranking %d jobs, %d tokens)",
             req.uri,
             req.version,
             len(cleaned.text),
             record.total_ms,
             result.prompt_tokens,
             result.cached_tokens,
-            timing["evaluated_tokens"],
-            timing["generated_tokens"],
+            result.evaluated_tokens,
+            result.generated_tokens,
+            timing.get("rerank_jobs", 0),
+            timing.get("rerank_tokens", 0),
         )
         if s.prefetch:
             self._prefetch(state, req, cleaned)
@@ -607,13 +610,10 @@ def _follow(cursor: Cursor, replace: int) -> str:
 
 
 def _add_timing(timing: dict[str, float | int], result: GenResult) -> None:
-    """Add another engine job's work to a request's figures."""
-    for key, value in (
-        ("evaluated_tokens", result.evaluated_tokens),
-        ("generated_tokens", result.generated_tokens),
-        ("engine_ms", result.total_ms),
-    ):
-        timing[key] = timing.get(key, 0) + value
+    """Add a reranking job's work to a request's figures (kept apart from the first generation's)."""
+    timing["rerank_jobs"] = timing.get("rerank_jobs", 0) + 1
+    timing["rerank_tokens"] = timing.get("rerank_tokens", 0) + result.evaluated_tokens + result.generated_tokens
+    timing["engine_ms"] = timing.get("engine_ms", 0) + result.total_ms
 
 
 def _indent_width(cursor: Cursor, block: bool) -> int:

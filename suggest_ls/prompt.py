@@ -1,4 +1,4 @@
-"""Prompt templates: fill-in-the-middle families detected from the GGUF, or the terse rules prompt."""
+"""Prompt templates: fill-in-the-middle families detected from the GGUF, else the code itself (or the rules prompt)."""
 
 from __future__ import annotations
 
@@ -83,13 +83,18 @@ FAMILIES: dict[str, Template] = {
     "codegemma": _fim(
         "codegemma", "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>", "<|file_separator|>", "<eos>"
     ),
+    # The default without FIM tokens: the code itself under a comment with the file's name (extra
+    # context as comments above it). On HumanEval single-line infilling with Gemma 3 270M the terse
+    # rules prompt lost 3.9 points against the bare code (11.5 with reranking) and the model never
+    # wrote NEXT_TOKEN; it stays as an option. The name line was neutral there (+3.8 / -1.9 points).
+    "plain": Template("plain", "{extra}{file}{prefix}", ("\n\n\n",)),
     "rules": Template("rules", RULES + "{extra}{prefix}", ("\n\n\n",)),
     "bare": Template("bare", "{prefix}", ("\n\n\n",), extra=False),
 }
 
 
 def detect_template(info: ModelInfo, override: str = "") -> Template:
-    """Pick the template for a model: the user's override, a FIM family, else the rules prompt."""
+    """Pick the template for a model: the user's override, a FIM family, else the plain code prompt."""
     if override:
         if override in FAMILIES:
             return FAMILIES[override]
@@ -108,7 +113,7 @@ def detect_template(info: ModelInfo, override: str = "") -> Template:
         return FAMILIES["codegemma" if "gemma" in name else "qwen"]
     if info.fim_prefix and info.fim_suffix and info.fim_middle:
         return _fim("generic", info.fim_prefix + "{prefix}" + info.fim_suffix + "{suffix}" + info.fim_middle, info.eos)
-    return FAMILIES["rules"]
+    return FAMILIES["plain"]
 
 
 def short_path(uri: str, parts: int = 3) -> str:
@@ -146,7 +151,9 @@ def build_prompt(cursor: Cursor, template: Template, extra: tuple[Chunk, ...] = 
     prefix = cursor.prefix
     if rendered and "{extra}" not in template.fmt:
         prefix = rendered + prefix
-    parts = {"{prefix}": prefix, "{suffix}": cursor.suffix, "{extra}": rendered}
+    name = short_path(cursor.path, 1) if cursor.path else ""
+    header = f"{comment_marker(cursor.language)} {name}\n" if name else ""
+    parts = {"{prefix}": prefix, "{suffix}": cursor.suffix, "{extra}": rendered, "{file}": header}
     return _fill(template.fmt, parts)
 
 

@@ -32,6 +32,10 @@ class Record:
     debounce_ms: float = 0.0
     drafted_tokens: int = 0
     accepted_tokens: int = 0
+    # Reranking (the ``candidates`` setting): extra jobs after the first generation and their tokens
+    # (sampled lines generated, candidate lines and following code evaluated for scoring).
+    rerank_jobs: int = 0
+    rerank_tokens: int = 0
 
     def as_dict(self) -> dict[str, object]:
         """Plain dict for JSON."""

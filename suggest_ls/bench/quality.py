@@ -127,6 +127,9 @@ CAPABILITIES: dict[str, Any] = {
     "textDocument": {"inlineCompletion": {}, "synchronization": {}},
 }
 AUTOMATIC = 2  # InlineCompletionTriggerKind.Automatic: what an editor sends while the user types
+# Greedy, no debounce; no extra context: the problems are unrelated files, and the chunk ring would
+# otherwise hand the model earlier problems' reference solutions as examples.
+BENCH_SETTINGS: dict[str, Any] = {"temperature": 0, "debounceMs": 0, "extraContextTokens": 0}
 
 
 @dataclass
@@ -184,7 +187,8 @@ class ServerArm:
 
     def __init__(self, model: str, settings: dict[str, Any], workdir: Path) -> None:
         self.model = model
-        self.settings = {"temperature": 0, "debounceMs": 0, **settings}
+        self.settings = {**BENCH_SETTINGS, **settings}
+        self.status: dict[str, Any] = {}
         self.workdir = workdir
         self.trace = workdir / "trace.jsonl"
         self.client: LspClient | None = None
@@ -216,7 +220,7 @@ class ServerArm:
     def open(self, task: Task) -> None:
         """Open (or switch to) the problem's document with the task's text."""
         assert self.client is not None
-        uri = "file:///humaneval/" + task.problem.replace("/", "_") + ".py"
+        uri = f"file:///bench/problem_{task.problem.rsplit('/', 1)[-1]}.py"  # a neutral name
         if uri != self.uri:
             if self.uri:
                 self.client.notify("textDocument/didClose", {"textDocument": {"uri": self.uri}})
@@ -430,13 +434,16 @@ async def run(args: argparse.Namespace, model: str) -> dict[str, Any]:
     for name in arm_names:
         arms[name] = ServerArm(model, settings, workdir) if name == "pipeline" else RawArm(model)
         await arms[name].start()
+    server = arms.get("pipeline")
+    status = server.status if isinstance(server, ServerArm) else {}
     pool = ThreadPoolExecutor(max(1, args.workers))
     loop = asyncio.get_running_loop()
     report: dict[str, Any] = {
         "benchmark": "quality",
         "machine": machine(),
         "model": model or "embedded",
-        "settings": {"temperature": 0, "debounceMs": 0, **settings},
+        "settings": {**BENCH_SETTINGS, **settings},
+        "server": {k: status.get(k) for k in ("template", "model", "device", "quantization")},
         "stride": args.stride,
         "limit": args.limit,
         "sets": {},

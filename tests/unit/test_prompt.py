@@ -50,7 +50,7 @@ CUR = cursor_from_snippet("def f(x):\n    return $0\n\nprint(f(1))\n")
             "codestral",
             "[SUFFIX]\n\nprint(f(1))\n[PREFIX]def f(x):\n    return ",
         ),
-        (ModelInfo(name="Gemma 3 270m", architecture="gemma3"), "rules", RULES + "def f(x):\n    return "),
+        (ModelInfo(name="Gemma 3 270m", architecture="gemma3"), "plain", "def f(x):\n    return "),
     ],
 )
 def test_golden_prompts(info, name, expected):
@@ -108,3 +108,23 @@ def test_extra_context_as_repo_level_files_for_qwen_and_starcoder():
 def test_bare_prompt_never_gets_extra_context():
     cur = Cursor("y = ", "", "python", "file:///main.py")
     assert build_prompt(cur, FAMILIES["bare"], EXTRA) == "y = "
+
+
+def test_rules_prompt_is_an_option_with_extra_context():
+    cur = cursor_from_snippet("def f(x):\n    return $0")
+    assert detect_template(ModelInfo(), "rules") is FAMILIES["rules"]
+    assert build_prompt(cur, FAMILIES["rules"]) == RULES + "def f(x):\n    return "
+
+
+def test_plain_prompt_takes_extra_context_as_comments():
+    cur = Cursor("y = ", "", "python", "file:///work/proj/main.py")
+    assert build_prompt(cur, FAMILIES["plain"], EXTRA) == (
+        "# Path: proj/util/helpers.py\n# def helper(x):\n#     return x * 2\n\n# main.py\ny = "
+    )
+
+
+def test_plain_prompt_names_the_file_in_the_languages_comment():
+    assert (
+        build_prompt(Cursor("let x = ", "", "rust", "file:///src/lib.rs"), FAMILIES["plain"]) == "// lib.rs\nlet x = "
+    )
+    assert build_prompt(Cursor("x = ", "", "python", ""), FAMILIES["plain"]) == "x = "
