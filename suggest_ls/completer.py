@@ -144,7 +144,8 @@ class Completer:
         self.ring = ChunkRing()
         # Other open documents as (uri, text); the server sets it.
         self.documents: Callable[[], Iterable[tuple[str, str]]] | None = None
-        self._last_uri = ""
+        # Whether the model runs where sampling and scoring candidates is cheap (a GPU or a remote server).
+        self.fast_device = False
         self.last_prompt = ""  # the latest prompt and raw model text, for ``complete --explain``
         self.last_raw = ""
         self._trace = os.environ.get("SUGGEST_LS_TRACE", "")
@@ -298,7 +299,7 @@ class Completer:
             return self._empty(req, f"error: {result.error}", started, **timing)
         cleaned = clean(result.text, cursor, rule)
         confidence = result.first_prob
-        if s.candidates and not block and not self.template.fim and _follow(cursor, 0):
+        if self._reranks(req) and not block and not self.template.fim and _follow(cursor, 0):
             ranked = await self._rerank(state, req, cursor, rule, gen, cleaned, generation, timing)
             if ranked is None:
                 return self._empty(req, "superseded", started, **timing)
@@ -408,6 +409,15 @@ class Completer:
         best_text = max(scores, key=lambda t: scores[t])
         log.debug("reranked %d candidates: %s", len(scores), sorted(scores.values(), reverse=True))
         return found[best_text], votes[best_text] / total
+
+    def _reranks(self, req: CompletionRequest) -> bool:
+        """Whether this request samples and reranks candidates (see the ``rerank`` setting)."""
+        s = self.settings
+        if not s.candidates or s.rerank == "never":
+            return False
+        if s.rerank == "always" or req.manual:
+            return True
+        return s.rerank == "auto" and self.fast_device
 
     def _prefetch(self, state: _DocState, req: CompletionRequest, shown: Cleaned) -> None:
         """Compute, at low priority, the suggestion that would follow if the shown one were accepted."""
@@ -519,15 +529,17 @@ class Completer:
         return replace(hit, record=record)
 
     def _extra(self, state: _DocState, req: CompletionRequest, cursor: Cursor) -> tuple[Chunk, ...]:
-        """Extra context for this document, recomputed only when the window's head moves or the
-        user comes back from another document (so the prompt's head stays in the KV cache)."""
+        """Extra context for this document, chosen again only when the window's head moves.
+
+        The extra block sits at the head of the prompt, so changing it costs a re-evaluation of the
+        whole prompt; it stays frozen while the user types below it, also across visits to other
+        documents (rebuilding it on return cost ~750 tokens, seconds on a CPU, in the typing replay).
+        """
         budget = int(self.settings.extra_context_tokens * CHARS_PER_TOKEN)
-        came_back = self._last_uri != req.uri
-        self._last_uri = req.uri
         if budget <= 0 or not self.template.extra:
             return ()
         key = cursor.prefix[:256]
-        if key == state.extra_key and not came_back:
+        if key == state.extra_key:
             return state.extra
         chunks = self.ring.chunks()
         seen = {c.path for c in chunks}

@@ -205,6 +205,7 @@ class Operations:
             self.completer = Completer(self.proxy, template, s, self.recorder)
         else:
             self.completer.template = template
+        self.completer.fast_device = info.gpu_layers > 0 or info.device.startswith("remote")
         self.unloaded = False
         elapsed = (time.perf_counter() - started) * 1000
         self.gpu = await asyncio.to_thread(gpu_memory)

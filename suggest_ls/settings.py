@@ -32,6 +32,7 @@ class Settings:
     template: str = ""
     min_confidence: float = 0.0
     candidates: int = 4
+    rerank: str = "auto"
     extra_context_tokens: int = 256
     prefetch: bool = False
     idle_unload_s: int = 0
@@ -161,6 +162,15 @@ OPTIONS: tuple[Option, ...] = (
         "lines and show the one under which the code after the cursor is likeliest (0: the greedy line; "
         "with the embedded model 4 lifted HumanEval pass@1 by about a fifth at 1.5x the latency).",
         lambda v: 0 <= v <= 32,
+    ),
+    Option(
+        "rerank",
+        "rerank",
+        str,
+        "When candidates are sampled and reranked: 'auto' for every request when a GPU or a remote server "
+        "runs the model and only for explicitly invoked ones on a CPU (where it costs 0.4-1.5 s a request), 'always', "
+        "'invoked' or 'never'.",
+        choices=("auto", "always", "invoked", "never"),
     ),
     Option(
         "extraContextTokens",

@@ -38,8 +38,10 @@ def make(engine: Engine, **settings: object) -> tuple[Completer, Counting]:
     return Completer(backend, FAMILIES["plain"], s), backend
 
 
-def request(text: str, offset: int | None = None, uri: str = "file:///q.py", version: int = 1) -> CompletionRequest:
-    return CompletionRequest(uri, version, text, len(text) if offset is None else offset, "python")
+def request(
+    text: str, offset: int | None = None, uri: str = "file:///q.py", version: int = 1, manual: bool = False
+) -> CompletionRequest:
+    return CompletionRequest(uri, version, text, len(text) if offset is None else offset, "python", manual)
 
 
 def run(engine: Engine, req: GenRequest) -> GenResult:
@@ -105,11 +107,14 @@ async def test_prefetch_answers_the_next_request_after_accepting(engine):
     assert backend.jobs[-1].priority < 0
 
 
+AREA = "def area(width, height):\n    result = width * height\n    \n    return result\n"
+
+
 async def test_rerank_samples_and_scores_candidates(engine):
     c, backend = make(engine, candidates=3)
-    text = "def area(width, height):\n    result = width * height\n    \n    return result\n"
+    text = AREA
     offset = text.index("\n    return")
-    got = await c.complete(request(text, offset))
+    got = await c.complete(request(text, offset, manual=True))
     samples = [j for j in backend.jobs if j.temperature > 0]
     scores = [j for j in backend.jobs if j.score_from >= 0]
     assert len(samples) == 3 and len({j.seed for j in samples}) == 3
@@ -169,3 +174,24 @@ async def test_every_empty_answer_has_a_reason(engine, text, offset, settings, r
     assert not got.text and got.reason == reason
     assert got.record is not None and got.record.outcome == reason
     assert not backend.jobs
+
+
+@pytest.mark.parametrize(
+    ("rerank", "fast", "manual", "expected"),
+    [
+        ("auto", False, False, False),  # typing on a CPU: the greedy line, no extra model work
+        ("auto", False, True, True),  # asked for explicitly
+        ("auto", True, False, True),  # a GPU or a remote server: always
+        ("invoked", True, False, False),
+        ("always", False, False, True),
+        ("never", True, True, False),
+    ],
+)
+async def test_when_candidates_are_reranked(engine, rerank, fast, manual, expected):
+    c, backend = make(engine, candidates=2, rerank=rerank)
+    c.fast_device = fast
+    offset = AREA.index("\n    return")
+    got = await c.complete(request(AREA, offset, manual=manual))
+    sampled = [j for j in backend.jobs if j.temperature > 0]
+    assert bool(sampled) is expected
+    assert got.record is not None and (got.record.rerank_jobs > 0) is expected
