@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from dataclasses import dataclass
 
 from suggest_ls.context import Cursor
@@ -9,6 +10,7 @@ from suggest_ls.prompt import ABSTAIN
 
 _PAIRS = {")": "(", "]": "[", "}": "{"}
 _OPENERS = set(_PAIRS.values())
+_BRACKETS = re.compile(r"[()\[\]{}\"'`\n]")
 # Generation stops at these per language (a new top-level definition or a fence ends any suggestion).
 _FENCE = ("\n```",)
 LANGUAGE_STOPS: dict[str, tuple[str, ...]] = {
@@ -101,7 +103,7 @@ def _balance(before: str, text: str) -> str:
     """Cut ``text`` at its first closer that matches nothing open in ``before`` + ``text``."""
     stack: list[str] = []
     quote = ""
-    for ch in before[-2000:]:
+    for ch in _BRACKETS.findall(before, max(0, len(before) - 2000)):  # only the characters that matter
         if quote:
             quote = "" if ch == quote or ch == "\n" else quote
         elif ch in "\"'`":
