@@ -259,6 +259,7 @@ class Completer:
             max_tokens=s.max_tokens_multiline if block else s.max_tokens,
             temperature=s.temperature,
             rule=rule,
+            budget_ms=0 if req.manual else s.generation_budget_ms,
         )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[GenResult] = loop.create_future()
@@ -297,7 +298,7 @@ class Completer:
             return self._empty(req, "superseded", started, **timing)
         if result.outcome == "error":
             return self._empty(req, f"error: {result.error}", started, **timing)
-        cleaned = clean(result.text, cursor, rule)
+        cleaned = clean(_whole_lines(result, block), cursor, rule)
         confidence = result.first_prob
         if self._reranks(req) and not block and not self.template.fim and _follow(cursor, 0):
             ranked = await self._rerank(state, req, cursor, rule, gen, cleaned, generation, timing)
@@ -594,6 +595,15 @@ def _remainder(shown: _Shown | None, req: CompletionRequest) -> Suggestion | Non
     if req.text[req.offset : req.offset + len(shown.suffix)] != shown.suffix:
         return None
     return Suggestion(rest, shown.replace, cached=True)
+
+
+def _whole_lines(result: GenResult, block: bool) -> str:
+    """The generated text, without the unfinished last line of a block stopped by its budget."""
+    text = result.text
+    if not (result.truncated and block) or text.endswith("\n"):
+        return text
+    cut = text.rfind("\n")
+    return text[: cut + 1] if cut > 0 and text[:cut].strip() else text
 
 
 def _next_indent(before: str) -> str:

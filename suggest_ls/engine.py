@@ -66,6 +66,9 @@ class GenRequest:
     # after it is returned as ``score`` (with ``max_tokens=0``, scoring only: nothing is generated).
     seed: int = 0
     score_from: int = -1
+    # Generation budget: stop once this many ms have passed since the first token (0: none); the
+    # text so far comes back as done, with ``truncated`` set.
+    budget_ms: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -89,6 +92,7 @@ class GenResult:
     accepted_tokens: int = 0
     score: float = 0.0
     scored_tokens: int = 0
+    truncated: bool = False  # stopped by the request's generation budget
 
 
 @dataclass(frozen=True)
@@ -136,6 +140,7 @@ class Job:
     score_start: int = -1  # index in ``tokens`` of the first scored token
     score: float = 0.0
     scored: int = 0
+    truncated: bool = False
 
     def text(self) -> str:
         """Generated text so far (an incomplete UTF-8 tail is left out)."""
@@ -676,6 +681,9 @@ class Engine:
             if len(job.generated) >= job.req.max_tokens or should_stop(job.text(), job.req.rule):
                 finished = True
                 break
+            if job.req.budget_ms and (now - job.first_token) * 1000 >= job.req.budget_ms:
+                finished = job.truncated = True
+                break
             if k < len(drafts) and tok == drafts[k]:
                 accepted += 1  # already in the KV cache: its logits are the next row
                 continue
@@ -764,6 +772,7 @@ class Engine:
             accepted_tokens=job.accepted,
             score=job.score,
             scored_tokens=job.scored,
+            truncated=job.truncated,
         )
         try:
             job.done(result)

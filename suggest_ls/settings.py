@@ -24,6 +24,7 @@ class Settings:
     temperature: float = 0.1
     max_tokens: int = 48
     max_tokens_multiline: int = 96
+    generation_budget_ms: int = 200
     debounce_ms: int = -1
     batch_window_ms: int = 30
     prompt_tokens: int = 1024
@@ -104,6 +105,14 @@ OPTIONS: tuple[Option, ...] = (
         int,
         "Most tokens generated for a multi-line suggestion.",
         lambda v: 1 <= v <= 2048,
+    ),
+    Option(
+        "generationBudgetMs",
+        "generation_budget_ms",
+        int,
+        "Suggestions while typing stop generating this many ms after their first token and show what "
+        "is complete (whole lines of a block); explicitly invoked ones are not limited; 0 turns it off.",
+        lambda v: 0 <= v <= 60000,
     ),
     Option(
         "debounceMs",

@@ -1,0 +1,71 @@
+"""The generation budget: suggestions while typing stop generating after a time and keep whole lines."""
+
+from __future__ import annotations
+
+from concurrent.futures import Future
+
+import pytest
+
+from suggest_ls.clean import StopRule
+from suggest_ls.completer import Completer, CompletionRequest, _whole_lines
+from suggest_ls.engine import Engine, GenRequest, GenResult
+from suggest_ls.prompt import FAMILIES
+from suggest_ls.settings import resolve
+
+COUNTING = "numbers = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,"
+LONG = StopRule(multiline=True, max_lines=50)
+
+
+def run(engine: Engine, req: GenRequest) -> GenResult:
+    done: Future[GenResult] = Future()
+    engine.submit(req, done.set_result)
+    return done.result(timeout=120)
+
+
+def test_a_budget_stops_generation_and_says_so(engine):
+    free = run(engine, GenRequest("budget-a", COUNTING, max_tokens=24, rule=LONG))
+    assert free.outcome == "done" and not free.truncated and free.generated_tokens >= 10
+    # 1 ms after the first token: a decode step takes longer, so the second token is the last
+    cut = run(engine, GenRequest("budget-b", COUNTING, max_tokens=24, rule=LONG, budget_ms=1))
+    assert cut.outcome == "done" and cut.truncated and cut.generated_tokens == 2
+    assert free.text.startswith(cut.text)  # greedy: the same start, only shorter
+
+
+@pytest.mark.parametrize(
+    ("text", "truncated", "block", "kept"),
+    [
+        ("a = 1\nb = 2\nc = fo", True, True, "a = 1\nb = 2\n"),  # the unfinished line goes
+        ("a = 1\nb = 2\n", True, True, "a = 1\nb = 2\n"),  # stopped right after a whole line
+        ("a = fo", True, True, "a = fo"),  # one unfinished line: better than nothing
+        ("\n    x = fo", True, True, "\n    x = fo"),  # nothing complete before it
+        ("a = 1\nb = fo", False, True, "a = 1\nb = fo"),  # not stopped by the budget
+        ("return fo", True, False, "return fo"),  # a single line keeps its start
+    ],
+)
+def test_whole_lines_of_a_block_stopped_by_its_budget(text, truncated, block, kept):
+    assert _whole_lines(GenResult(text, "done", truncated=truncated), block) == kept
+
+
+class Recording:
+    def __init__(self, engine: Engine) -> None:
+        self.engine = engine
+        self.jobs: list[GenRequest] = []
+
+    def submit(self, req, done):  # type: ignore[no-untyped-def]
+        self.jobs.append(req)
+        return self.engine.submit(req, done)
+
+    def expect(self, delta: int) -> None:
+        self.engine.expect(delta)
+
+
+@pytest.mark.parametrize(("manual", "budget"), [(False, 200.0), (True, 0.0)])
+async def test_only_suggestions_while_typing_get_the_budget(engine, manual, budget):
+    settings, messages = resolve({"temperature": 0, "debounceMs": 0, "candidates": 0})
+    assert not messages and settings.generation_budget_ms == 200
+    backend = Recording(engine)
+    c = Completer(backend, FAMILIES["plain"], settings)
+    text = "def add(first, second):\n    return "
+    got = await c.complete(CompletionRequest("file:///b.py", 1, text, len(text), "python", manual))
+    assert got.record is not None and backend.jobs
+    assert backend.jobs[0].budget_ms == budget
