@@ -259,7 +259,7 @@ class Completer:
             max_tokens=s.max_tokens_multiline if block else s.max_tokens,
             temperature=s.temperature,
             rule=rule,
-            budget_ms=0 if req.manual else s.generation_budget_ms,
+            budget_ms=s.generation_budget_ms if block and not req.manual else 0,
         )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[GenResult] = loop.create_future()

@@ -110,8 +110,9 @@ OPTIONS: tuple[Option, ...] = (
         "generationBudgetMs",
         "generation_budget_ms",
         int,
-        "Suggestions while typing stop generating this many ms after their first token and show what "
-        "is complete (whole lines of a block); explicitly invoked ones are not limited; 0 turns it off.",
+        "Multi-line suggestions while typing stop generating this many ms after their first token and "
+        "show the lines complete by then (single lines run to their end; invoked requests are not limited); "
+        "0 turns it off.",
         lambda v: 0 <= v <= 60000,
     ),
     Option(

@@ -59,13 +59,19 @@ class Recording:
         self.engine.expect(delta)
 
 
-@pytest.mark.parametrize(("manual", "budget"), [(False, 200.0), (True, 0.0)])
-async def test_only_suggestions_while_typing_get_the_budget(engine, manual, budget):
+@pytest.mark.parametrize(
+    ("text", "manual", "budget"),
+    [
+        ("def add(first, second):\n    ", False, 200.0),  # a block while typing
+        ("def add(first, second):\n    ", True, 0.0),  # asked for: no limit
+        ("def add(first, second):\n    return ", False, 0.0),  # a single line runs to its end
+    ],
+)
+async def test_only_blocks_while_typing_get_the_budget(engine, text, manual, budget):
     settings, messages = resolve({"temperature": 0, "debounceMs": 0, "candidates": 0})
     assert not messages and settings.generation_budget_ms == 200
     backend = Recording(engine)
     c = Completer(backend, FAMILIES["plain"], settings)
-    text = "def add(first, second):\n    return "
     got = await c.complete(CompletionRequest("file:///b.py", 1, text, len(text), "python", manual))
     assert got.record is not None and backend.jobs
     assert backend.jobs[0].budget_ms == budget
