@@ -311,6 +311,7 @@ class Completer:
             return self._empty(req, cleaned.reason, started, **timing)
         state.shown = _Shown(prefix_full, cursor.suffix, cleaned.text, cleaned.replace)
         state.prefetched = None
+        timing["confidence"] = round(confidence, 4)
         record = Record(uri=req.uri, outcome="shown", total_ms=(time.perf_counter() - started) * 1000, **timing)  # type: ignore[arg-type]
         self._add(record)
         log.info(

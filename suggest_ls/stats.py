@@ -36,6 +36,9 @@ class Record:
     # (sampled lines generated, candidate lines and following code evaluated for scoring).
     rerank_jobs: int = 0
     rerank_tokens: int = 0
+    # How sure the model was of what was shown: the share of samples agreeing with it when candidates
+    # were reranked, else the first token's probability (-1: nothing was generated).
+    confidence: float = -1.0
 
     def as_dict(self) -> dict[str, object]:
         """Plain dict for JSON."""

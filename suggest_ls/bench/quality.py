@@ -144,6 +144,7 @@ class Outcome:
     ms: float = 0.0
     tokens_evaluated: int = 0
     tokens_generated: int = 0
+    confidence: float = -1.0
     program: str | None = None
 
 
@@ -253,6 +254,7 @@ class ServerArm:
         out = Outcome(ms=ms, reason=str(record.get("outcome", "")))
         out.tokens_evaluated = int(record.get("evaluated_tokens", 0))
         out.tokens_generated = int(record.get("generated_tokens", 0))
+        out.confidence = float(record.get("confidence", -1.0))
         if not items:
             return out
         item = items[0]
@@ -359,7 +361,31 @@ def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
         "tokens_evaluated": pcts([float(o.tokens_evaluated) for o in outcomes], 0),
         "tokens_generated": pcts([float(o.tokens_generated) for o in outcomes], 0),
         "not_shown": dict(sorted(reasons.items(), key=lambda kv: -kv[1])),
+        "by_min_confidence": by_min_confidence(outcomes),
     }
+
+
+THRESHOLDS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+
+
+def by_min_confidence(outcomes: list[Outcome]) -> list[dict[str, float]]:
+    """What the ``minConfidence`` setting would do: shown rate, pass@1 and precision per threshold."""
+    n = len(outcomes)
+    rows: list[dict[str, float]] = []
+    if not n or not any(o.confidence >= 0 for o in outcomes if o.shown):
+        return rows
+    for t in THRESHOLDS:
+        kept = [o for o in outcomes if o.shown and o.confidence >= t]
+        passed = sum(o.passed for o in kept)
+        rows.append(
+            {
+                "min_confidence": t,
+                "shown": round(100 * len(kept) / n, 2),
+                "pass@1": round(100 * passed / n, 2),
+                "precision": round(100 * passed / len(kept), 2) if kept else 0.0,
+            }
+        )
+    return rows
 
 
 def plot(report: dict[str, Any], path: str) -> None:
@@ -481,6 +507,8 @@ async def run(args: argparse.Namespace, model: str) -> dict[str, Any]:
                             "exact": o.exact,
                             "reason": o.reason,
                             "ms": round(o.ms),
+                            "shown": o.shown,
+                            "confidence": o.confidence,
                         }
                         for name, o in ((n, outcomes[n][k]) for n in outcomes)
                     },
@@ -521,6 +549,10 @@ def print_report(report: dict[str, Any]) -> None:
         if "pipeline" in arms and "raw" in arms and arms["raw"]["pass@1"]:
             ratio = arms["pipeline"]["pass@1"] / arms["raw"]["pass@1"]
             print(f"{set_name}: pipeline/raw pass@1 = {ratio:.2f}")
+        curve = arms.get("pipeline", {}).get("by_min_confidence", [])
+        if curve:
+            cells = "  ".join(f"{r['min_confidence']:.1f}: {r['pass@1']}/{r['precision']}/{r['shown']}" for r in curve)
+            print(f"{set_name}/pipeline with minConfidence (pass@1/precision/shown %): {cells}")
 
 
 def main(argv: list[str], model: str = "") -> int:

@@ -62,6 +62,22 @@ def test_summary_counts_hidden_suggestions_as_failures():
     assert s["not_shown"] == {"abstained (NEXT_TOKEN)": 2}
 
 
+def test_min_confidence_curve_trades_shown_suggestions_for_precision():
+    outs = [
+        quality.Outcome(text="a", shown=True, passed=True, confidence=0.9),
+        quality.Outcome(text="b", shown=True, passed=True, confidence=0.65),
+        quality.Outcome(text="c", shown=True, passed=False, confidence=0.35),
+        quality.Outcome(text="d", shown=True, passed=False, confidence=0.1),
+        quality.Outcome(reason="model ended the line"),
+    ]
+    rows = {r["min_confidence"]: r for r in quality.by_min_confidence(outs)}
+    assert (rows[0.0]["shown"], rows[0.0]["pass@1"], rows[0.0]["precision"]) == (80.0, 40.0, 50.0)
+    assert (rows[0.3]["shown"], rows[0.3]["precision"]) == (60.0, 66.67)
+    assert (rows[0.6]["shown"], rows[0.6]["pass@1"], rows[0.6]["precision"]) == (40.0, 40.0, 100.0)
+    assert rows[0.9]["shown"] == 20.0 and rows[0.9]["pass@1"] == 20.0
+    assert quality.by_min_confidence([quality.Outcome(text="x", shown=True)]) == []  # no confidences recorded
+
+
 def test_a_small_run_through_the_real_server(tmp_path, capsys):
     out = tmp_path / "quality.json"
     rc = quality.main(["--limit", "2", "--stride", "400", "--out", str(out)])
@@ -75,5 +91,6 @@ def test_a_small_run_through_the_real_server(tmp_path, capsys):
     tasks = report["tasks"]["single"]
     assert [t["task"] for t in tasks] == ["HumanEval/0/0", "HumanEval/78/1"]
     assert all("passed" in t["pipeline"] and "reason" in t["pipeline"] for t in tasks)
+    assert all(0 <= t["pipeline"]["confidence"] <= 1 for t in tasks if t["pipeline"]["shown"])
     assert (tmp_path / "quality.png").stat().st_size > 1000
     assert "pipeline/raw pass@1" in capsys.readouterr().out or single["raw"]["pass@1"] == 0
