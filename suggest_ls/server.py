@@ -537,9 +537,9 @@ class SuggestServer(LanguageServer):
         """The server's state for ``suggest/status``."""
         return self.ops.status()
 
-    def acceptance_command(self, uri: str, text: str) -> types.Command:
+    def acceptance_command(self, uri: str, text: str, offset: int = -1) -> types.Command:
         """The command an editor runs when it accepts a suggestion (counted for the acceptance rate)."""
-        offer = self.ops.acceptance.offer(uri, len(text))
+        offer = self.ops.acceptance.offer(uri, len(text), offset, text)
         return types.Command(
             title="suggest-ls: suggestion accepted",
             command=ACCEPTED_COMMAND,
@@ -631,10 +631,15 @@ def create_server(model_override: str = "") -> SuggestServer:
         if doc is None:
             log.warning("didChange for a document that is not open: %s", params.text_document.uri)
             return
+        single = len(params.content_changes) == 1
         for change in params.content_changes:
             try:
                 if isinstance(change, types.TextDocumentContentChangePartial):
                     r = change.range
+                    if single:  # accepting a word or line of the suggestion shown is one insertion
+                        a = doc.offset(r.start.line, r.start.character)
+                        b = doc.offset(r.end.line, r.end.character)
+                        ls.ops.acceptance.edit(doc.uri, a, b - a, change.text)
                     doc.apply((r.start.line, r.start.character), (r.end.line, r.end.character), change.text)
                 else:
                     doc.apply(None, None, change.text)
@@ -646,6 +651,7 @@ def create_server(model_override: str = "") -> SuggestServer:
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: SuggestServer, params: types.DidCloseTextDocumentParams) -> None:
         ls.documents.pop(params.text_document.uri, None)
+        ls.ops.acceptance.forget(params.text_document.uri)
         if ls.completer:
             ls.completer.forget(params.text_document.uri)
 
@@ -659,7 +665,9 @@ def create_server(model_override: str = "") -> SuggestServer:
         item = types.InlineCompletionItem(
             insert_text=suggestion.text,
             range=ls.edit_range(doc, params.position, suggestion),
-            command=ls.acceptance_command(params.text_document.uri, suggestion.text),
+            command=ls.acceptance_command(
+                params.text_document.uri, suggestion.text, doc.offset(params.position.line, params.position.character)
+            ),
         )
         return types.InlineCompletionList(items=[item])
 

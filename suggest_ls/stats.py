@@ -74,6 +74,16 @@ class _Offer:
     partial: int = 0
 
 
+@dataclass
+class _Live:
+    """The latest suggestion shown in a document: where it starts and how much of it is in the text."""
+
+    offer_id: str
+    offset: int
+    text: str
+    pos: int = 0
+
+
 class Acceptance:
     """Suggestions offered to the editor and how much of each the user accepted (thread-safe)."""
 
@@ -87,13 +97,21 @@ class Acceptance:
         self.partial = 0
         self.accepted_chars = 0
         self.offered_chars = 0
+        self._live: dict[str, _Live] = {}
 
-    def offer(self, uri: str, length: int) -> str:
-        """Register a suggestion shown to the editor; returns its id for the acceptance command."""
+    def offer(self, uri: str, length: int, offset: int = -1, text: str = "") -> str:
+        """Register a suggestion shown to the editor; returns its id for the acceptance command.
+
+        With its ``offset`` and ``text``, edits that insert its start are seen as partial acceptance.
+        """
         with self._lock:
             self._next += 1
             offer_id = f"s{self._next}"
             self._offers[offer_id] = _Offer(uri, length, time.time())
+            if offset >= 0 and text:
+                self._live[uri] = _Live(offer_id, offset, text)
+            else:
+                self._live.pop(uri, None)
             while len(self._offers) > self._keep:
                 self._offers.popitem(last=False)
             self.offered += 1
@@ -128,6 +146,35 @@ class Acceptance:
             self.accepted_chars += got - offer.partial
             offer.partial = got
             return True
+
+    def edit(self, uri: str, offset: int, removed: int, inserted: str) -> bool:
+        """Follow an edit of a document; True when it accepted part of the suggestion shown there.
+
+        Editors accept a word or a line of a suggestion by inserting it in one edit (VS Code's
+        Ctrl+Right has no stable API to say so): an insertion of two or more characters at the
+        suggestion's next character that matches its continuation counts as partial acceptance.
+        Typing it character by character moves along without counting; any other edit ends it.
+        """
+        with self._lock:
+            live = self._live.get(uri)
+            if live is None:
+                return False
+            rest = live.text[live.pos :]
+            if removed or offset != live.offset + live.pos or not inserted or not rest.startswith(inserted):
+                del self._live[uri]
+                return False
+            live.pos += len(inserted)
+            if live.pos >= len(live.text):
+                del self._live[uri]  # all of it: the editor runs the acceptance command
+                return False
+            if len(inserted) < 2:
+                return False
+        return self.accept_partially(live.offer_id, live.pos)
+
+    def forget(self, uri: str) -> None:
+        """Stop following a document (it was closed)."""
+        with self._lock:
+            self._live.pop(uri, None)
 
     def rate(self) -> float:
         """Share of offered suggestions accepted in full or in part."""

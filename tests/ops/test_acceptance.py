@@ -31,6 +31,35 @@ def test_partial_then_full_counts_once_as_accepted():
     assert (s["accepted"], s["partiallyAccepted"], s["acceptedChars"], s["rate"]) == (1, 0, 12, 1.0)
 
 
+def test_inserting_the_start_of_the_shown_suggestion_is_partial_acceptance():
+    acc = Acceptance()
+    a = acc.offer("u", 20, offset=100, text="total += value * 2\n")
+    assert not acc.edit("u", 100, 0, "t")  # typed by hand: moves along, not counted
+    assert acc.edit("u", 101, 0, "otal ")  # a word accepted (Ctrl+Right)
+    assert acc.edit("u", 106, 0, "+= ")
+    assert not acc.edit("u", 109, 0, "x")  # something else: the suggestion is gone
+    assert not acc.edit("u", 110, 0, "value")
+    s = acc.summary()
+    assert (s["partiallyAccepted"], s["acceptedChars"]) == (1, 9)
+    assert acc.accept(a)  # accepting the rest later counts once, as accepted
+    assert acc.summary()["partiallyAccepted"] == 0
+
+
+def test_edits_that_are_not_the_suggestions_start_count_nothing():
+    acc = Acceptance()
+    acc.offer("u", 6, offset=10, text="return")
+    assert not acc.edit("other", 10, 0, "return")  # another document
+    assert not acc.edit("u", 11, 0, "re")  # not at the suggestion
+    acc.offer("u", 6, offset=10, text="return")
+    assert not acc.edit("u", 10, 2, "re")  # replaces text
+    acc.offer("u", 6, offset=10, text="return")
+    assert not acc.edit("u", 10, 0, "return")  # all of it at once: the acceptance command counts it
+    acc.offer("u", 6, offset=10, text="return")
+    acc.forget("u")
+    assert not acc.edit("u", 10, 0, "ret")
+    assert acc.summary()["partiallyAccepted"] == 0
+
+
 def test_decode_rate_counts_only_time_spent_generating():
     rec = Recorder()
     # 11 tokens in 300 ms of engine time, the first after 100 ms: 10 tokens in 0.2 s of generation

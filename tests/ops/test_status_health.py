@@ -167,3 +167,28 @@ async def test_p99_alert_degrades_once_and_clears(client: LanguageClient):
     assert recovered["alerts"] == []
     states = [s["state"] for s in client.statuses]
     assert states[-2:] == ["degraded", "ready"]
+
+
+async def test_accepting_a_word_of_the_suggestion_counts_as_partial_acceptance(client: LanguageClient):
+    uri = "file:///tmp/word.py"
+    text = "def scale(values, factor):\n    return "
+    open_doc(client, uri, text)
+    result = await inline(client, uri, 1, 11)
+    assert result.items
+    shown = result.items[0].insert_text
+    assert isinstance(shown, str) and len(shown) >= 3
+    before = (await status(client))["acceptance"]
+    word = shown[: max(2, len(shown) // 2)]  # what the editor inserts for "accept next word"
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(start=types.Position(1, 11), end=types.Position(1, 11)), text=word
+                )
+            ],
+        )
+    )
+    after = await wait_for(client, lambda s: s["acceptance"]["acceptedChars"] > before["acceptedChars"])
+    assert after["acceptance"]["partiallyAccepted"] == before["partiallyAccepted"] + 1
+    assert after["acceptance"]["acceptedChars"] - before["acceptedChars"] == len(word)
