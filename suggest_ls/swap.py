@@ -81,6 +81,7 @@ class SwitchableBackend:
 
     def switch(self, new: Closable | None) -> Closable | None:
         """Make ``new`` the current backend and return the previous one (still finishing its jobs)."""
+        carry_thread_choice(self.current, new)  # before any job can reach ``new``
         old, self.current = self.current, new
         if self._expected:
             if old is not None:
@@ -106,6 +107,24 @@ class SwitchableBackend:
         with self._lock:
             self._inflight.pop(id(old), None)
         return drained
+
+
+def carry_thread_choice(old: object, new: object) -> None:
+    """Start ``new``'s thread tuner from ``old``'s verdict (threads per step, how often to try the other count).
+
+    A fresh engine decodes on every core until its tuner has timed enough steps, which takes a
+    few requests; on a CPU shared with other work a step on every core can take seconds (threads
+    spinning for each other) where the serving engine had learned to use half of them. That made
+    the first requests after a swap the longest gap of the swap. Both engines run on the same
+    cores, so the verdict holds for the new one; its tuner keeps checking it as usual.
+    """
+    mine, theirs = getattr(new, "_tuner", None), getattr(old, "_tuner", None)
+    if mine is None or theirs is None or mine.choices != theirs.choices:
+        return
+    mine.current = theirs.current
+    mine.interval = theirs.interval
+    mine.countdown = theirs.countdown if theirs.trying is None else theirs.interval
+    mine.trying = None
 
 
 async def run_job(backend: Closable, req: GenRequest, timeout_s: float = 60.0) -> GenResult:

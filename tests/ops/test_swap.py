@@ -15,6 +15,9 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
+from suggest_ls.engine import Engine, EngineConfig, GenRequest
+from suggest_ls.swap import SwitchableBackend, run_job
+
 from .conftest import change_settings, open_doc, start, status, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
@@ -131,3 +134,35 @@ async def test_changing_the_model_setting_swaps_back(client: LanguageClient, mod
     change_settings(client, model=str(model_path))
     current = await wait_for(client, lambda s: s["model"] == model_path.name and s["swap"]["phase"] == "done")
     assert current["swaps"] == 2 and current["state"] == "ready"
+
+
+async def test_new_engine_starts_from_the_old_engines_thread_choice(model_path, monkeypatch):
+    """After a switch the new engine decodes with the thread count the old one had settled on.
+
+    A fresh engine's tuner starts on every core and only tries half of them after a few steps;
+    on a busy CPU those first steps on every core took seconds each, right after the swap.
+    """
+    monkeypatch.setattr(os, "cpu_count", lambda: 2)  # the tuner chooses between 1 and 2 threads
+    config = EngineConfig(model_path, context_size=512, parallel=1)
+    old, new = Engine(config).start(), Engine(config).start()
+    try:
+        old.ready.result(timeout=120)
+        new.ready.result(timeout=120)
+        assert old._tuner is not None and new._tuner is not None and new._tuner.current == 2
+        # The old engine's verdict, as its tuner would have left it on a busy CPU: one thread,
+        # checked again only after many steps.
+        old._tuner.current, old._tuner.interval, old._tuner.countdown = 1, 512, 300
+        proxy = SwitchableBackend()
+        proxy.switch(old)
+        assert proxy.switch(new) is old
+        assert (new._tuner.current, new._tuner.interval, new._tuner.countdown) == (1, 512, 300)
+        for i in range(4):
+            result = await run_job(proxy, GenRequest(key="doc", prompt=f"def add{i}(a, b):\n    return ", max_tokens=6))
+            assert result.outcome == "done", result
+        assert new.stats["decode_calls"] >= 8
+        # Every step ran on one thread: the engine switched to it and never tried both cores.
+        assert new.stats.get("threads") == 1 and not new._tuner.samples[2], (new.stats, new._tuner.samples)
+        assert old.stats["decode_calls"] == 0
+    finally:
+        old.close()
+        new.close()
