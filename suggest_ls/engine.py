@@ -1,10 +1,12 @@
 """The engine: one thread owns llama.cpp and decodes all jobs together in batches.
 
 Each parallel slot is one llama.cpp sequence. A job is placed in the slot that already holds
-the longest prefix of its prompt (the same document first), only the tokens after that prefix
-are evaluated, and every active job advances by one token per ``llama_decode`` call. Prompts are
-evaluated in chunks of at most ``prefill_chunk`` tokens a step (shortest first), so a long prompt
-never holds up the others for long. Cancel flags are checked between decode steps. With
+the longest prefix of its prompt (the same document first), and only the tokens after that prefix
+are evaluated, less the runs of them the slot holds further on (e.g. once the prompt's code window
+has dropped its first lines): those are moved down into place (cache reuse by shifting). Every
+active job advances by one token per ``llama_decode`` call. Prompts are evaluated in chunks of at
+most ``prefill_chunk`` tokens a step (shortest first), so a long prompt never holds up the others
+for long. Cancel flags are checked between decode steps. With
 ``draft_tokens`` > 0 a generating job also feeds tokens drafted from its own prompt (the tokens
 that followed the last earlier occurrence of its latest n-gram) and keeps those the model agrees with.
 """
@@ -49,6 +51,9 @@ class EngineConfig:
     prefill_chunk: int = 128
     draft_tokens: int = 0
     draft_ngram: int = 3
+    # Cache reuse by shifting: runs of at least this many prompt tokens found further on in the
+    # slot's cache are moved down to their new positions instead of evaluated again (0: off).
+    reuse_min: int = 32
 
 
 @dataclass(frozen=True)
@@ -92,6 +97,7 @@ class GenResult:
     accepted_tokens: int = 0
     score: float = 0.0
     scored_tokens: int = 0
+    shifted_tokens: int = 0  # of ``cached_tokens``, those reused from further on in the cache
     truncated: bool = False  # stopped by the request's generation budget
 
 
@@ -128,6 +134,7 @@ class Job:
     generated: list[int] = field(default_factory=list)
     pieces: bytearray = field(default_factory=bytearray)
     cached: int = 0
+    shifted: int = 0
     evaluated: int = 0
     first_prob: float = 1.0
     next_token: int = -1
@@ -270,7 +277,7 @@ class Engine:
         self._stop = False
         self._expected = 0
         self._thread = threading.Thread(target=self._run, name="suggest-ls-engine", daemon=True)
-        self.stats = {"decode_calls": 0, "generated": 0, "evaluated": 0, "decode_s": 0.0, "errors": 0}
+        self.stats = {"decode_calls": 0, "generated": 0, "evaluated": 0, "decode_s": 0.0, "errors": 0, "shifted": 0}
         self._recent: deque[tuple[float, int, float]] = deque(maxlen=512)
         # At most this many threads per step while set (0: no cap). Set from other threads, e.g. while a
         # second model loads beside this one, so the two do not oversubscribe the cores (model swap).
@@ -391,6 +398,12 @@ class Engine:
         self._L: Any = L
         self._vocab = L.llama_model_get_vocab(model)
         self._mem = L.llama_get_memory(ctx)
+        # Moving cached tokens to other positions needs a cache that can re-rotate its keys (for
+        # Gemma 3's sliding-window layers only with the full-size SWA cache set above).
+        self._can_shift = bool(L.llama_memory_can_shift(self._mem)) if hasattr(L, "llama_memory_can_shift") else False
+        if cfg.reuse_min > 0 and not self._can_shift:
+            log.info("this model's cache cannot shift: no cache reuse beyond the common prefix")
+        self._n_swa = int(L.llama_model_n_swa(model)) if hasattr(L, "llama_model_n_swa") else 0
         self._n_vocab = L.llama_vocab_n_tokens(self._vocab)
         self._n_ctx_slot = L.llama_n_ctx_seq(ctx) if hasattr(L, "llama_n_ctx_seq") else cfg.context_size
         self._batch = L.llama_batch_init(cfg.n_batch, 0, 1)
@@ -538,12 +551,17 @@ class Engine:
         if not tokens:
             tokens = [self._bos]
         slot = pick_slot(free, req.key, tokens)
-        n = _common_prefix(slot.tokens, tokens)
-        if n >= len(tokens):
-            n = len(tokens) - 1
+        end = len(tokens) - 1  # at least the last token is evaluated: its logits give the first token
         if scored_tail >= 0:
             job.score_start = max(1, len(tokens) - scored_tail)
-            n = min(n, job.score_start - 1)  # the logits that predict the first scored token
+            end = min(end, job.score_start - 1)  # the logits that predict the first scored token
+        n = min(_common_prefix(slot.tokens, tokens), end)
+        if n < len(slot.tokens) and self._can_shift and self.config.reuse_min > 0:
+            job.shifted = self._reuse_shifted(slot, tokens, n, end)
+            n = len(slot.tokens)
+        if n > 0 and self._n_swa > 0 and not self._window_kept(slot.seq, n):
+            n = job.shifted = 0
+        self.stats["shifted"] += job.shifted
         if n < len(slot.tokens):
             self._L.llama_memory_seq_rm(self._mem, slot.seq, n, -1)
             del slot.tokens[n:]
@@ -558,6 +576,55 @@ class Engine:
         slot.job = job
         slot.key = req.key
         slot.last_used = job.admitted
+
+    def _window_kept(self, seq: int, n: int) -> bool:
+        """Whether the sliding-window layers still hold what a token at position ``n`` attends to.
+
+        Their cache holds the positions from its minimum on (the other layers' cache holds them
+        all): llama.cpp reuses the cells of positions that fell out of the window, which after a
+        shift can be the head of the prompt. A token at ``n`` attends those after ``n - n_swa``.
+        """
+        low = self._L.llama_memory_seq_pos_min(self._mem, seq)
+        return 0 <= low <= max(0, n - self._n_swa + 1)
+
+    def _reuse_shifted(self, slot: Slot, tokens: list[int], n: int, end: int) -> int:
+        """Reuse cached runs of the prompt found past the common prefix ``n``; returns the tokens moved.
+
+        As llama.cpp's server does (``--cache-reuse``): walking the cache from ``n``, a run of at
+        least ``reuse_min`` tokens equal to the prompt's next tokens is moved down right after what
+        is kept so far (the cells between are removed, the run's positions shifted; llama.cpp
+        re-rotates its keys before the next decode), and cache tokens that start no such run are
+        skipped. Only prompt tokens before ``end`` are taken. What the cache holds after the last
+        run is removed: on return the cache and ``slot.tokens`` hold the kept tokens only.
+        The moved keys and values were computed after the tokens now removed, so the model sees a
+        slightly different context than a fresh evaluation of the prompt would give.
+        """
+        L, mem, seq = self._L, self._mem, slot.seq
+        cache = slot.tokens
+        least = max(1, self.config.reuse_min)
+        head_c = head_p = n
+        moved = 0
+        while head_c + least <= len(cache) and head_p + least <= end:
+            if cache[head_c] != tokens[head_p]:
+                head_c += 1
+                continue
+            m = 1
+            while head_c + m < len(cache) and head_p + m < end and cache[head_c + m] == tokens[head_p + m]:
+                m += 1
+            if m < least:
+                head_c += 1
+                continue
+            delta = head_c - head_p
+            if not L.llama_memory_seq_rm(mem, seq, head_p, head_c):
+                break  # nothing was removed: the cells from ``head_p`` on are removed below
+            L.llama_memory_seq_add(mem, seq, head_c, head_c + m, -delta)
+            cache[head_p : head_p + m] = cache[head_c : head_c + m]
+            moved += m
+            head_p += m
+            head_c += m
+        L.llama_memory_seq_rm(mem, seq, head_p, -1)
+        del cache[head_p:]
+        return moved
 
     def _reap_cancelled(self) -> None:
         for slot in self._slots:
@@ -772,6 +839,7 @@ class Engine:
             accepted_tokens=job.accepted,
             score=job.score,
             scored_tokens=job.scored,
+            shifted_tokens=job.shifted,
             truncated=job.truncated,
         )
         try:

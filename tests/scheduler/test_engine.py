@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import threading
 import time
 
@@ -180,3 +181,90 @@ def test_thread_tuner_switches_to_the_faster_count_and_backs_off():
     assert tuner.current == 1 and tuner.interval > slow_interval
     assert 1 <= tried <= 6  # a clearly slower trial stops after one step, and trials back off
     assert ThreadTuner(1).choices == [1]
+
+
+@pytest.fixture(scope="module")
+def unshifted(model_path):
+    """An engine that reuses only common prefixes: the reference for cache reuse by shifting."""
+    eng = Engine(EngineConfig(model_path, context_size=2048, parallel=1, reuse_min=0)).start()
+    eng.ready.result(timeout=120)
+    yield eng
+    eng.close()
+
+
+def numbered(i: int) -> str:
+    return f"    stock[{i}] = Item(name='item{i}', price={i * 3 + 1}, count={i % 7})\n"
+
+
+def window(first: int, last: int) -> str:
+    """The prompt of a completer whose code window holds lines ``first``..``last`` of a long file."""
+    return "# inventory.py\n" + "".join(numbered(i) for i in range(first, last + 1))
+
+
+def first_token(engine: Engine, text: str) -> int:
+    return engine.tokenize(text, False)[0]
+
+
+def assert_slot_matches_cache(engine: Engine, seq: int) -> None:
+    assert engine._L.llama_memory_seq_pos_max(engine._mem, seq) == len(engine._slots[seq].tokens) - 1
+
+
+def test_a_moved_window_shifts_the_cached_lines_instead_of_evaluating_them(engine: Engine, unshifted: Engine):
+    key = "file:///window.py"
+    greedy = {"temperature": 0.0, "rule": NEVER_STOP}
+    (a,) = run(engine, GenRequest(key, window(1, 60), max_tokens=8, **greedy))
+    assert a.outcome == "done" and a.shifted_tokens == 0
+    # the window moved down 20 lines and the user wrote three more: only those are new
+    later = window(21, 63)
+    new = len(engine.tokenize(numbered(61) + numbered(62) + numbered(63), False))
+    kept = len(engine.tokenize("".join(numbered(i) for i in range(21, 61)), False))
+    (b,) = run(engine, GenRequest(key, later, max_tokens=20, **greedy))
+    (ref,) = run(unshifted, GenRequest(key, later, max_tokens=20, **greedy))
+    assert ref.cached_tokens <= 1 and ref.evaluated_tokens >= ref.prompt_tokens - 1  # a fresh evaluation
+    assert b.outcome == "done" and b.slot == a.slot and b.prompt_tokens == ref.prompt_tokens
+    assert b.shifted_tokens >= kept - 2
+    assert b.prompt_tokens - b.cached_tokens <= new + 4
+    assert b.evaluated_tokens <= new + 4 + b.generated_tokens
+    # The moved lines' keys and values were computed after lines 1..20, which the prompt no longer
+    # holds, and re-rotated to their new positions: an approximation of the fresh evaluation. On
+    # this regular code the greedy text is still the same.
+    assert b.text == ref.text and b.generated_tokens == 20
+    assert_slot_matches_cache(engine, b.slot)
+
+    # the slot stays usable: typing on reuses the prefix as before
+    typed = later + numbered(64) + "    stock[65] = Item(name='item65', price="
+    (c,) = run(engine, GenRequest(key, typed, max_tokens=12, **greedy))
+    (ref_c,) = run(unshifted, GenRequest(key, typed, max_tokens=12, **greedy))
+    assert c.outcome == "done" and c.slot == b.slot
+    assert c.cached_tokens >= b.prompt_tokens - 2 and c.shifted_tokens == 0
+    # a near tie here (the last digit of the price): the moved context may tip it either way
+    assert first_token(engine, c.text) == first_token(engine, ref_c.text)
+    assert re.match(r"\d+, count=\d\)\n    stock\[", c.text), c.text
+    assert_slot_matches_cache(engine, c.slot)
+
+    # lines deleted in the middle: the prefix is kept and the lines after the cut are moved down
+    edited = window(21, 30) + "".join(numbered(i) for i in range(36, 65))
+    after_cut = len(engine.tokenize("".join(numbered(i) for i in range(36, 65)), False))
+    (d,) = run(engine, GenRequest(key, edited, max_tokens=12, **greedy))
+    (ref_d,) = run(unshifted, GenRequest(key, edited, max_tokens=12, **greedy))
+    assert d.outcome == "done" and d.shifted_tokens >= after_cut - 8  # "    stock[3" is in the prefix
+    assert d.evaluated_tokens <= 4 + d.generated_tokens
+    assert ref_d.evaluated_tokens >= after_cut
+    assert d.text == ref_d.text
+    assert_slot_matches_cache(engine, d.slot)
+
+    # Back to the file's head: only the header line is cached. The sliding-window layers' cache has
+    # reused the cells of positions out of their window (the header's among them, after a shift);
+    # when it no longer holds what the new tokens attend to, the prompt is evaluated from the start.
+    head = window(1, 12)
+    lost = engine._L.llama_memory_seq_pos_min(engine._mem, d.slot) > 0
+    (e,) = run(engine, GenRequest(key, head, max_tokens=12, **greedy))
+    (ref_e,) = run(unshifted, GenRequest(key, head, max_tokens=12, **greedy))
+    assert e.shifted_tokens == 0
+    if lost:
+        assert e.cached_tokens == 0 and e.evaluated_tokens >= e.prompt_tokens
+    else:
+        assert e.cached_tokens > 0
+    assert e.text == ref_e.text
+    assert engine._L.llama_memory_seq_pos_min(engine._mem, e.slot) == 0
+    assert_slot_matches_cache(engine, e.slot)
