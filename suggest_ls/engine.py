@@ -136,6 +136,7 @@ class Job:
     cached: int = 0
     shifted: int = 0
     evaluated: int = 0
+    budget: int = 0  # tokens it may generate: ``max_tokens``, at most half the slot's context
     first_prob: float = 1.0
     next_token: int = -1
     finished: bool = False
@@ -544,7 +545,9 @@ class Engine:
         if req.score_from >= 0:
             head = self.tokenize(req.prompt[: req.score_from], self._add_bos)
             scored_tail = len(tokens) - max(1, _common_prefix(head, tokens))
-        limit = self._n_ctx_slot - req.max_tokens - 1
+        # the prompt keeps at least half the slot's context, whatever the request asks to generate
+        job.budget = max(0, min(req.max_tokens, self._n_ctx_slot // 2))
+        limit = self._n_ctx_slot - job.budget - 1
         if len(tokens) > limit:
             head = [self._bos] if self._add_bos and tokens and tokens[0] == self._bos else []
             tokens = head + tokens[len(tokens) - (limit - len(head)) :]
@@ -714,7 +717,7 @@ class Engine:
     def _drafts(self, job: Job, room: int) -> list[int]:
         """Tokens to verify after the job's next token, looked up in its own prompt and output."""
         cfg = self.config
-        k = min(cfg.draft_tokens, room, job.req.max_tokens - len(job.generated) - 1)
+        k = min(cfg.draft_tokens, room, job.budget - len(job.generated) - 1)
         if k <= 0:
             return []
         if job.drafted >= 4 * cfg.draft_tokens and job.accepted * 2 < job.drafted:
@@ -745,7 +748,7 @@ class Engine:
                 break
             job.generated.append(tok)
             job.pieces += self._piece(tok)
-            if len(job.generated) >= job.req.max_tokens or should_stop(job.text(), job.req.rule):
+            if len(job.generated) >= job.budget or should_stop(job.text(), job.req.rule):
                 finished = True
                 break
             if job.req.budget_ms and (now - job.first_token) * 1000 >= job.req.budget_ms:

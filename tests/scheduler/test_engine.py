@@ -268,3 +268,24 @@ def test_a_moved_window_shifts_the_cached_lines_instead_of_evaluating_them(engin
     assert e.text == ref_e.text
     assert engine._L.llama_memory_seq_pos_min(engine._mem, e.slot) == 0
     assert_slot_matches_cache(engine, e.slot)
+
+
+def test_a_budget_beyond_the_context_leaves_the_prompt_half_of_it(model_path):
+    # the smallest context the settings allow, and a request that asks for more than all of it
+    eng = Engine(EngineConfig(model_path, context_size=256, parallel=1)).start()
+    try:
+        eng.ready.result(timeout=120)
+        slot_ctx = eng._n_ctx_slot
+        long_prompt = window(1, 30)  # longer than the whole context
+        assert len(eng.tokenize(long_prompt, True)) > slot_ctx
+        (r,) = run(eng, GenRequest("file:///small.py", long_prompt, max_tokens=1000, temperature=0, rule=NEVER_STOP))
+        assert r.outcome == "done"
+        assert r.prompt_tokens == slot_ctx - slot_ctx // 2 - 1  # cut to what the capped budget leaves
+        assert 0 < r.generated_tokens <= slot_ctx // 2
+        assert eng._L.llama_memory_seq_pos_max(eng._mem, r.slot) < slot_ctx
+        # a prompt that fits is kept whole
+        short = window(1, 3)
+        (s,) = run(eng, GenRequest("file:///small.py", short, max_tokens=1000, temperature=0, rule=NEVER_STOP))
+        assert s.outcome == "done" and s.prompt_tokens == len(eng.tokenize(short, True))
+    finally:
+        eng.close()
