@@ -27,7 +27,7 @@ from suggest_ls.prompt import ModelInfo, detect_template
 from suggest_ls.remote import RemoteBackend, RemoteConfig
 from suggest_ls.settings import Settings
 from suggest_ls.stats import Acceptance, Recorder
-from suggest_ls.swap import SMOKE_PROMPT, Closable, SwitchableBackend, smoke
+from suggest_ls.swap import SMOKE_PROMPT, Closable, SwitchableBackend, smoke, warm_up
 
 log = logging.getLogger(__name__)
 RELOAD_KEYS = (
@@ -189,9 +189,12 @@ class Operations:
             backend, info = await self._open()
             _cap_threads(backend, share)
             template = detect_template(info.model, s.template)
-            result = await smoke(backend, SMOKE_PROMPT, warm=self.proxy.last_request)
+            result = await smoke(backend, SMOKE_PROMPT)
             if result.outcome != "done" or not result.generated_tokens:
                 raise ModelError(f"smoke completion failed: {result.error or 'no tokens generated'}")
+            # The documents in use get their prompts cached on the new model before it serves (one per
+            # slot); not on a first load (requests are waiting for it) nor for a remote backend.
+            warmed = await warm_up(backend, self.proxy, s.parallel) if not first and s.backend != "openai" else 0
         except (ModelError, OSError, TimeoutError) as exc:
             _cap_threads(self.backend, 0)
             if backend is not None:
@@ -221,6 +224,7 @@ class Operations:
             "at": time.time(),
             "ms": round(elapsed, 1),
             "smoke": result.text,
+            "warmed": warmed,
         }
         log.info("ready: %s on %s, template %s, %.0f ms%s", name, info.device, template.name, elapsed, f" ({why})")
         self.set_base("ready", f"{name} on {info.device}")

@@ -1,8 +1,10 @@
 """Blue-green model swap: the completer holds one switchable backend; the loaded models come and go behind it.
 
-A new backend is loaded beside the current one and checked with a smoke completion; ``switch``
-then sends new jobs to it while jobs already on the old one finish there (``drain``), after which
-the old one is closed. The completer never sees a gap.
+A new backend is loaded beside the current one, checked with a smoke completion and warmed with
+the latest prompt of each recently used document (so the first requests after the switch find
+their prompts cached instead of evaluating them whole); ``switch`` then sends new jobs to it
+while jobs already on the old one finish there (``drain``), after which the old one is closed.
+The completer never sees a gap.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ import asyncio
 import logging
 import threading
 import time
+from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
@@ -18,6 +21,8 @@ from suggest_ls.engine import GenRequest, GenResult
 
 log = logging.getLogger(__name__)
 SMOKE_PROMPT = "def add(a, b):\n    return "
+WARM_WITHIN_S = 300.0  # documents asked about this recently are warmed on a new backend
+_REMEMBERED = 32  # documents whose latest prompt is kept for warming
 
 
 class Closable(Protocol):
@@ -43,6 +48,7 @@ class SwitchableBackend:
     def __init__(self) -> None:
         self.current: Closable | None = None
         self.last_request: GenRequest | None = None
+        self._recent: OrderedDict[str, tuple[float, GenRequest]] = OrderedDict()  # per document, oldest first
         self.last_used = time.monotonic()
         self._lock = threading.Lock()
         self._inflight: dict[int, int] = {}
@@ -55,8 +61,12 @@ class SwitchableBackend:
         if target is None:
             done(GenResult("", "error", "model not loaded"))
             return _Refused()
-        if not req.key.startswith("__"):
+        if not req.key.startswith("__") and req.max_tokens > 0:  # a document's generation (not a scoring job)
             self.last_request = req
+            self._recent[req.key] = (self.last_used, req)
+            self._recent.move_to_end(req.key)
+            while len(self._recent) > _REMEMBERED:
+                self._recent.popitem(last=False)
         key = id(target)
         with self._lock:
             self._inflight[key] = self._inflight.get(key, 0) + 1
@@ -67,6 +77,12 @@ class SwitchableBackend:
             done(result)
 
         return target.submit(req, finished)
+
+    def warm_requests(self, limit: int, within_s: float = WARM_WITHIN_S) -> list[GenRequest]:
+        """The latest request of each document asked about in the last ``within_s`` seconds, most recent first."""
+        now = time.monotonic()
+        recent = [req for at, req in reversed(self._recent.values()) if now - at <= within_s]
+        return recent[: max(0, limit)]
 
     def expect(self, delta: int) -> None:
         """Forward the 'requests about to arrive' hint, remembering the count for the next backend."""
@@ -147,13 +163,37 @@ async def run_job(backend: Closable, req: GenRequest, timeout_s: float = 60.0) -
         raise
 
 
-async def smoke(backend: Closable, prompt: str, warm: GenRequest | None = None) -> GenResult:
-    """Check a freshly loaded backend with a two-token completion; also warm the latest document's prompt."""
-    jobs = [run_job(backend, GenRequest(key="__smoke__", prompt=prompt, max_tokens=2, temperature=0.0))]
-    if warm is not None:
-        jobs.append(run_job(backend, GenRequest(key=warm.key, prompt=warm.prompt, max_tokens=1, temperature=0.0)))
-    results = await asyncio.gather(*jobs, return_exceptions=True)
-    first = results[0]
-    if isinstance(first, BaseException):
-        return GenResult("", "error", f"smoke completion: {first!r}")
-    return first
+async def smoke(backend: Closable, prompt: str) -> GenResult:
+    """Check a freshly loaded backend with a two-token completion."""
+    try:
+        return await run_job(backend, GenRequest(key="__smoke__", prompt=prompt, max_tokens=2, temperature=0.0))
+    except TimeoutError as exc:
+        return GenResult("", "error", f"smoke completion: {exc!r}")
+
+
+async def warm_up(backend: Closable, proxy: SwitchableBackend, limit: int, timeout_s: float = 60.0) -> int:
+    """Evaluate recent documents' latest prompts on ``backend`` before it serves; returns how many were warmed.
+
+    One document at a time, the most recent first, so the one being typed in is ready soonest
+    and the warm-up takes no more CPU at once than one request. The old backend keeps serving
+    meanwhile; if the most recent document was typed in during the warm-up its newest prompt is
+    evaluated once more at the end (mostly cached by then: only the changed tail is new).
+    """
+    warmed: dict[str, GenRequest] = {}
+    for req in proxy.warm_requests(limit):
+        if await _warm(backend, req, timeout_s):
+            warmed[req.key] = req
+    latest = proxy.last_request
+    if latest is not None and latest.key in warmed and warmed[latest.key] is not latest:
+        await _warm(backend, latest, timeout_s)
+    return len(warmed)
+
+
+async def _warm(backend: Closable, req: GenRequest, timeout_s: float) -> bool:
+    job = GenRequest(key=req.key, prompt=req.prompt, max_tokens=1, temperature=0.0)
+    try:
+        result = await run_job(backend, job, timeout_s)
+    except TimeoutError:
+        log.warning("warming %s on the new model took over %.0f s; skipped", req.key, timeout_s)
+        return False
+    return result.outcome == "done"

@@ -3,10 +3,13 @@
 from __future__ import annotations
 
 import asyncio
+import inspect
 import itertools
 import json
 import os
+import shlex
 import sys
+import textwrap
 import time
 from pathlib import Path
 
@@ -16,7 +19,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from suggest_ls.engine import Engine, EngineConfig, GenRequest
-from suggest_ls.swap import SwitchableBackend, run_job
+from suggest_ls.swap import SwitchableBackend, run_job, warm_up
 
 from .conftest import change_settings, open_doc, start, status, wait_for
 
@@ -163,6 +166,40 @@ async def test_new_engine_starts_from_the_old_engines_thread_choice(model_path, 
         # Every step ran on one thread: the engine switched to it and never tried both cores.
         assert new.stats.get("threads") == 1 and not new._tuner.samples[2], (new.stats, new._tuner.samples)
         assert old.stats["decode_calls"] == 0
+    finally:
+        old.close()
+        new.close()
+
+
+async def test_warm_up_caches_the_prompt_of_every_recent_document(model_path):
+    """Before a switch the new engine evaluates each recently used document's latest prompt, most recent first."""
+    head_a = "".join(inspect.getsource(textwrap).splitlines(keepends=True)[:30])
+    head_b = "".join(inspect.getsource(shlex).splitlines(keepends=True)[:30])
+    docs = {
+        "file:///a.py": head_a + "\ndef indent_all(lines):\n    return ",
+        "file:///b.py": head_b + "\ndef quote_all(args):\n    return ",
+    }
+    config = EngineConfig(model_path, context_size=1024, parallel=2)
+    old, new = Engine(config).start(), Engine(config).start()
+    try:
+        old.ready.result(timeout=120)
+        new.ready.result(timeout=120)
+        proxy = SwitchableBackend()
+        proxy.switch(old)
+        for key, prompt in docs.items():
+            assert (await run_job(proxy, GenRequest(key=key, prompt=prompt, max_tokens=3))).outcome == "done"
+        # Neither a scoring job (no generation) nor an internal job is a document's prompt to warm.
+        a = docs["file:///a.py"]
+        await run_job(proxy, GenRequest(key="file:///a.py", prompt=a + "x", max_tokens=0, score_from=len(a)))
+        await run_job(proxy, GenRequest(key="__probe__", prompt="x = 1\n", max_tokens=1))
+        assert [r.prompt for r in proxy.warm_requests(4)] == [docs["file:///b.py"], a]
+        assert proxy.warm_requests(1) == proxy.warm_requests(4)[:1]
+        assert await warm_up(new, proxy, limit=2) == 2
+        assert proxy.switch(new) is old
+        for key, prompt in docs.items():  # one more character typed in each document
+            result = await run_job(proxy, GenRequest(key=key, prompt=prompt + "s", max_tokens=2))
+            assert result.outcome == "done" and result.prompt_tokens > 100, result
+            assert result.cached_tokens >= result.prompt_tokens - 3, (key, result)
     finally:
         old.close()
         new.close()
