@@ -38,6 +38,7 @@ TYPE_THROUGH_CHARS = 128
 SAMPLE_TEMPERATURE = 0.8  # candidates for reranking
 FOLLOW_LINES = 2  # non-blank lines after the cursor that rank the candidates
 FOLLOW_CHARS = 240
+EXTRA_REFRESH_S = 120.0  # extra context is chosen again at most this often when the window moves
 
 
 class Handle(Protocol):
@@ -113,6 +114,7 @@ class _DocState:
     prefetch_job: Handle | None = None
     extra: tuple[Chunk, ...] = ()
     extra_key: str = ""
+    extra_at: float = 0.0
 
 
 def adaptive_debounce(interval_ms: float, last_char: str = "") -> float:
@@ -531,7 +533,8 @@ class Completer:
         return replace(hit, record=record)
 
     def _extra(self, state: _DocState, req: CompletionRequest, cursor: Cursor) -> tuple[Chunk, ...]:
-        """Extra context for this document, chosen again only when the window's head moves.
+        """Extra context for this document, chosen again only when the window's head has moved and
+        the block is older than ``EXTRA_REFRESH_S``.
 
         The extra block sits at the head of the prompt, so changing it costs a re-evaluation of the
         whole prompt; it stays frozen while the user types below it, also across visits to other
@@ -541,8 +544,12 @@ class Completer:
         if budget <= 0 or not self.template.extra:
             return ()
         key = cursor.prefix[:256]
-        if key == state.extra_key:
+        now = time.monotonic()
+        if state.extra_key and (key == state.extra_key or now - state.extra_at < EXTRA_REFRESH_S):
+            # A moved window keeps the block too (for a while): the engine then moves the cached
+            # code down instead of evaluating the whole prompt again.
             return state.extra
+        state.extra_at = now
         chunks = self.ring.chunks()
         seen = {c.path for c in chunks}
         if self.documents is not None:

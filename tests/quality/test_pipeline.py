@@ -195,3 +195,26 @@ async def test_when_candidates_are_reranked(engine, rerank, fast, manual, expect
     sampled = [j for j in backend.jobs if j.temperature > 0]
     assert bool(sampled) is expected
     assert got.record is not None and (got.record.rerank_jobs > 0) is expected
+
+
+async def test_extra_context_stays_when_the_window_moves_until_it_is_old(engine, monkeypatch):
+    from suggest_ls import completer as completer_module
+
+    c, _ = make(engine, maxTokens=2)
+    helper = "".join(f"def helper_{i}(value):\n    return value * {i}\n\n" for i in range(8))
+    await c.complete(request(helper, helper.index("return value * 4"), uri="file:///proj/helpers.py"))
+    main = "".join(f"value_{i} = helper_{i % 8}({i})\n" for i in range(400))
+    uri = "file:///proj/main.py"
+    first = main.index("\n", main.index("value_150 "))  # at the end of a line
+    await c.complete(request(main, first, uri=uri))
+    head = c.last_prompt.split("# main.py\n")[0]  # the block before the file's name line
+    assert "# Path: proj/helpers.py\n" in head
+    state = c._docs[uri]
+    chosen_at = state.extra_at
+    later = main.index("\n", main.index("value_390 "))  # the window's head has moved
+    assert c.cursor(request(main, later, uri=uri)).prefix[:256] != state.extra_key
+    await c.complete(request(main, later, uri=uri, version=2))
+    assert c.last_prompt.split("# main.py\n")[0] == head and state.extra_at == chosen_at  # the same block
+    monkeypatch.setattr(completer_module, "EXTRA_REFRESH_S", 0.0)
+    await c.complete(request(main, later, uri=uri, version=3))
+    assert state.extra_at > chosen_at  # chosen again once old enough
