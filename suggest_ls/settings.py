@@ -32,7 +32,7 @@ class Settings:
     multiline: str = "auto"
     template: str = ""
     min_confidence: float = 0.0
-    candidates: int = 4
+    candidates: int = 0
     rerank: str = "auto"
     extra_context_tokens: int = 256
     prefetch: bool = False
@@ -169,8 +169,8 @@ OPTIONS: tuple[Option, ...] = (
         "candidates",
         int,
         "Single-line suggestions from a model without fill-in-the-middle tokens: sample this many extra "
-        "lines and show the one under which the code after the cursor is likeliest (0: the greedy line; "
-        "with the embedded model 4 lifted HumanEval pass@1 by about a fifth at 1.5x the latency).",
+        "lines and show the one under which the code after the cursor is likeliest (0: the greedy line). "
+        "With the embedded model 4 candidates gave +0.9 points of HumanEval pass@1 at 4x the latency.",
         lambda v: 0 <= v <= 32,
     ),
     Option(
