@@ -71,8 +71,8 @@ class GenRequest:
     # after it is returned as ``score`` (with ``max_tokens=0``, scoring only: nothing is generated).
     seed: int = 0
     score_from: int = -1
-    # Generation budget: stop once this many ms have passed since the first token (0: none); the
-    # text so far comes back as done, with ``truncated`` set.
+    # Generation budget: stop once this many ms have passed since the first token and a first line
+    # is complete (0: none); the text so far comes back as done, with ``truncated`` set.
     budget_ms: float = 0.0
 
 
@@ -751,7 +751,11 @@ class Engine:
             if len(job.generated) >= job.budget or should_stop(job.text(), job.req.rule):
                 finished = True
                 break
-            if job.req.budget_ms and (now - job.first_token) * 1000 >= job.req.budget_ms:
+            if (
+                job.req.budget_ms
+                and (now - job.first_token) * 1000 >= job.req.budget_ms
+                and "\n" in job.text().lstrip()  # never before the first line is complete
+            ):
                 finished = job.truncated = True
                 break
             if k < len(drafts) and tok == drafts[k]:

@@ -12,7 +12,6 @@ from suggest_ls.engine import Engine, GenRequest, GenResult
 from suggest_ls.prompt import FAMILIES
 from suggest_ls.settings import resolve
 
-COUNTING = "numbers = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10, 11, 12, 13, 14, 15,"
 LONG = StopRule(multiline=True, max_lines=50)
 
 
@@ -22,13 +21,20 @@ def run(engine: Engine, req: GenRequest) -> GenResult:
     return done.result(timeout=120)
 
 
-def test_a_budget_stops_generation_and_says_so(engine):
-    free = run(engine, GenRequest("budget-a", COUNTING, max_tokens=24, rule=LONG))
-    assert free.outcome == "done" and not free.truncated and free.generated_tokens >= 10
-    # 1 ms after the first token: a decode step takes longer, so the second token is the last
-    cut = run(engine, GenRequest("budget-b", COUNTING, max_tokens=24, rule=LONG, budget_ms=1))
-    assert cut.outcome == "done" and cut.truncated and cut.generated_tokens == 2
+BLOCK = "def table():\n    rows = []\n    rows.append(1)\n    rows.append(2)\n    rows.append(3)\n"
+
+
+def test_a_budget_stops_generation_after_the_first_line_and_says_so(engine):
+    free = run(engine, GenRequest("budget-a", BLOCK, max_tokens=40, rule=LONG))
+    assert free.outcome == "done" and not free.truncated and free.generated_tokens >= 12
+    first_line = free.text.lstrip().split("\n", 1)[0]
+    assert first_line and "\n" in free.text.lstrip()
+    # 1 ms after the first token: past the budget at once, but not before the first line ends
+    cut = run(engine, GenRequest("budget-b", BLOCK, max_tokens=40, rule=LONG, budget_ms=1))
+    assert cut.outcome == "done" and cut.truncated and cut.generated_tokens < free.generated_tokens
     assert free.text.startswith(cut.text)  # greedy: the same start, only shorter
+    assert cut.text.lstrip().startswith(first_line + "\n")  # the whole first line
+    assert cut.text.lstrip().count("\n") == 1  # and the token that ended it, no more
 
 
 @pytest.mark.parametrize(
