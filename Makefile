@@ -18,12 +18,12 @@ test:
 	$(BIN)/pytest -q
 
 lint:
-	$(BIN)/ruff check suggest_ls tests
-	$(BIN)/ruff format --check suggest_ls tests
+	$(BIN)/ruff check suggest_ls tests scripts
+	$(BIN)/ruff format --check suggest_ls tests scripts
 
 format:
-	$(BIN)/ruff format suggest_ls tests
-	$(BIN)/ruff check --fix suggest_ls tests
+	$(BIN)/ruff format suggest_ls tests scripts
+	$(BIN)/ruff check --fix suggest_ls tests scripts
 
 typecheck:
 	$(BIN)/mypy suggest_ls

@@ -32,5 +32,7 @@ if __name__ == "__main__":
     current = README.read_text()
     wanted = render(current)
     if "--check" in sys.argv:
-        sys.exit(0 if current == wanted else "README settings table is out of date: run python scripts/settings_table.py")
+        sys.exit(
+            0 if current == wanted else "README settings table is out of date: run python scripts/settings_table.py"
+        )
     README.write_text(wanted)
