@@ -196,6 +196,15 @@ class ThreadTuner:
         self.trying: int | None = None
         self.trial_left = 0
 
+    def adopt(self, other: ThreadTuner) -> None:
+        """Start from another tuner's verdict (threads per step, how often to try the other count)."""
+        if other.choices != self.choices:
+            return
+        self.current = other.current
+        self.interval = other.interval
+        self.countdown = other.countdown if other.trying is None else other.interval
+        self.trying = None
+
     def pick(self, n_tokens: int) -> int:
         """The thread count for a step of ``n_tokens``."""
         if len(self.choices) == 1 or n_tokens > self.SMALL:
@@ -307,6 +316,12 @@ class Engine:
         with self._cond:
             self._expected = max(0, self._expected + delta)
             self._cond.notify()
+
+    def adopt_thread_choice(self, other: object) -> None:
+        """Start this engine's thread tuner from another engine's verdict (both share the same cores)."""
+        theirs = getattr(other, "_tuner", None) if isinstance(other, Engine) else None
+        if self._tuner is not None and theirs is not None:
+            self._tuner.adopt(theirs)
 
     def tokens_per_second(self, window_s: float = 10.0) -> float:
         """Generated tokens per second of decode time over the last ``window_s`` seconds."""

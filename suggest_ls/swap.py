@@ -134,13 +134,9 @@ def carry_thread_choice(old: object, new: object) -> None:
     the first requests after a swap the longest gap of the swap. Both engines run on the same
     cores, so the verdict holds for the new one; its tuner keeps checking it as usual.
     """
-    mine, theirs = getattr(new, "_tuner", None), getattr(old, "_tuner", None)
-    if mine is None or theirs is None or mine.choices != theirs.choices:
-        return
-    mine.current = theirs.current
-    mine.interval = theirs.interval
-    mine.countdown = theirs.countdown if theirs.trying is None else theirs.interval
-    mine.trying = None
+    adopt = getattr(new, "adopt_thread_choice", None)  # in-process engines; remote backends have no threads
+    if adopt is not None and old is not None:
+        adopt(old)
 
 
 async def run_job(backend: Closable, req: GenRequest, timeout_s: float = 60.0) -> GenResult:
