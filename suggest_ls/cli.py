@@ -141,17 +141,6 @@ def _start_health(server: object, where: str, token: str = "") -> None:
         logging.getLogger(__name__).error("health endpoint on %s not started: %s", where, exc)
 
 
-def _parse_sets(items: list[str]) -> dict[str, object]:
-    out: dict[str, object] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        try:
-            out[key] = json.loads(value)
-        except json.JSONDecodeError:
-            out[key] = value
-    return out
-
-
 async def _load(model: str, settings_raw: dict[str, object]):  # type: ignore[no-untyped-def]
     from suggest_ls.completer import Completer
     from suggest_ls.engine import Engine, EngineConfig
@@ -182,6 +171,7 @@ async def _complete(args: argparse.Namespace) -> int:
     from suggest_ls.document import Document
     from suggest_ls.models import ModelError
     from suggest_ls.prompt import build_prompt
+    from suggest_ls.settings import parse_pairs
 
     path_s, _, rest = args.location.rpartition(":")
     path_s, _, line_s = path_s.rpartition(":")
@@ -193,7 +183,7 @@ async def _complete(args: argparse.Namespace) -> int:
         return 2
     doc = Document(path_s, text, encoding="utf-32")
     offset = doc.offset(max(0, line - 1), max(0, col - 1))
-    raw = {"debounceMs": 0, **_parse_sets(args.set)}
+    raw = {"debounceMs": 0, **parse_pairs(args.set)}
     t0 = time.perf_counter()
     try:
         engine, info, completer, choice = await _load(args.model, raw)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
@@ -311,3 +312,15 @@ def resolve(raw: Mapping[str, Any] | None, base: Settings = DEFAULTS) -> tuple[S
             continue
         changes[option.field] = coerced
     return dataclasses.replace(base, **changes), messages
+
+
+def parse_pairs(items: list[str]) -> dict[str, Any]:
+    """Raw options from ``key=value`` strings (command line ``--set``); values are JSON when they parse."""
+    out: dict[str, Any] = {}
+    for item in items:
+        key, _, value = item.partition("=")
+        try:
+            out[key] = json.loads(value)
+        except ValueError:
+            out[key] = value
+    return out

@@ -31,6 +31,7 @@ from suggest_ls.bench.common import Progress, machine, pcts, table, write_json
 from suggest_ls.bench.lspclient import Call, LspClient
 from suggest_ls.bench.typist import DEFAULT_FILES, Keystroke, Rhythm, Source, plan
 from suggest_ls.document import utf16_len
+from suggest_ls.settings import parse_pairs
 
 SERVERS = ("suggest-ls", "naive", "openai")
 CAPABILITIES: dict[str, Any] = {
@@ -427,17 +428,6 @@ def _token_counter(model: str) -> Any:
     return lambda text: len(llm.tokenize(text.encode("utf-8"), add_bos=False, special=False)) if text else 0
 
 
-def _parse_sets(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
-
-
 def build_parser() -> argparse.ArgumentParser:
     """Arguments of ``suggest-ls bench latency``."""
     p = argparse.ArgumentParser(prog="suggest-ls bench latency", description=__doc__.split("\n")[0])
@@ -471,7 +461,7 @@ async def _run(args: argparse.Namespace, model: str) -> int:
     low, _, high = args.pause_ms.partition(":")
     rhythm = Rhythm(key_ms=args.key_ms, pause_ms=(float(low), float(high or low)))
     sources, keys = plan(args.files, args.seconds, rhythm, args.seed, args.concurrent)
-    settings = _parse_sets(args.set)
+    settings = parse_pairs(args.set)
     count_tokens = _token_counter(model_path)
     results: dict[str, dict[str, Any]] = {}
     warmups: dict[str, list[float]] = {}
@@ -488,7 +478,7 @@ async def _run(args: argparse.Namespace, model: str) -> int:
         return 2
     for spec in args.variant:
         name, _, pairs = spec.partition(":")
-        servers.append((name, "suggest-ls", {**settings, **_parse_sets([x for x in pairs.split(",") if x])}))
+        servers.append((name, "suggest-ls", {**settings, **parse_pairs([x for x in pairs.split(",") if x])}))
     raws: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in servers}
     for round_no in range(args.rounds):
         for name, kind, options in servers:  # side by side: the servers take turns, round after round

@@ -29,6 +29,7 @@ from suggest_ls.bench.lspclient import LspClient
 from suggest_ls.clean import StopRule
 from suggest_ls.engine import Engine, EngineConfig, GenRequest, GenResult
 from suggest_ls.models import resolve_model
+from suggest_ls.settings import parse_pairs
 
 TIMEOUT_S = 3.0
 
@@ -438,23 +439,12 @@ def select(tasks: list[Task], stride: int, limit: int) -> list[Task]:
     return picked[:limit] if limit > 0 else picked
 
 
-def _parse_sets(items: list[str]) -> dict[str, Any]:
-    out: dict[str, Any] = {}
-    for item in items:
-        key, _, value = item.partition("=")
-        try:
-            out[key] = json.loads(value)
-        except ValueError:
-            out[key] = value
-    return out
-
-
 async def run(args: argparse.Namespace, model: str) -> dict[str, Any]:
     """Run every selected arm on every selected set; return the report."""
     problems = load_problems()
     sets = {name: select(build_tasks(problems, name), args.stride, args.limit) for name in args.sets.split(",")}
     arm_names = [a for a in args.arms.split(",") if a]
-    settings = _parse_sets(args.set)
+    settings = parse_pairs(args.set)
     workdir = Path(tempfile.mkdtemp(prefix="suggest-ls-quality-"))
     arms: dict[str, ServerArm | RawArm] = {}
     for name in arm_names:

@@ -58,3 +58,12 @@ def test_readme_settings_table_is_current():
 def test_empty_section_as_a_list_is_no_options():
     assert resolve({"suggestLs": []}) == (DEFAULTS, [])
     assert resolve({"suggestLs": 3})[1] == ["suggestLs must be an object; ignored"]
+
+
+def test_key_value_pairs_from_the_command_line():
+    from suggest_ls.settings import parse_pairs
+
+    raw = parse_pairs(["maxTokens=8", "template=bare", "enabled=false", "suffixShare=0.5", "model=a=b.gguf"])
+    assert raw == {"maxTokens": 8, "template": "bare", "enabled": False, "suffixShare": 0.5, "model": "a=b.gguf"}
+    settings, messages = resolve(raw)
+    assert not messages and settings.max_tokens == 8 and settings.template == "bare"
