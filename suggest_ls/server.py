@@ -577,11 +577,6 @@ class SuggestServer(LanguageServer):
         self.protocol.watch_stale(uri, doc, version)
         req = CompletionRequest(uri, version, doc.text, offset, doc.language_id, manual)
         result = await completer.complete(req)
-        if result.text:
-            # A few loop turns (microseconds) let the reader read and dispatch a change that is
-            # already in the pipe, so the version check below sees it instead of the editor.
-            for _ in range(4):
-                await asyncio.sleep(0)
         if doc.version != version or self.documents.get(uri) is not doc:
             self._no_suggestion(uri, f"stale (document changed from v{version})")
             return None
