@@ -15,6 +15,7 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Protocol
 
+from suggest_ls import syntax
 from suggest_ls.clean import Cleaned, StopRule, clean, language_stops
 from suggest_ls.context import (
     CHARS_PER_TOKEN,
@@ -255,6 +256,7 @@ class Completer:
             line_started=bool(cursor.line_prefix.strip()),
             stop=self.template.stop + language_stops(cursor.language),
         )
+        checking = s.syntax_check and syntax.checks(req.language, req.uri)
         gen = GenRequest(
             key=req.uri,
             prompt=build_prompt(cursor, self.template, extra),
@@ -262,6 +264,7 @@ class Completer:
             temperature=s.temperature,
             rule=rule,
             budget_ms=s.generation_budget_ms if block and not req.manual else 0,
+            alternatives=s.alternatives if checking and s.alternatives else 0,
         )
         loop = asyncio.get_running_loop()
         future: asyncio.Future[GenResult] = loop.create_future()
@@ -307,6 +310,11 @@ class Completer:
             if ranked is None:
                 return self._empty(req, "superseded", started, **timing)
             cleaned, confidence = ranked
+        if checking and cleaned.text and syntax.breaks(req.text, req.offset, cleaned.text, cleaned.replace):
+            fitted = await self._alternative(state, req, cursor, rule, gen, result, generation, timing)
+            if fitted is None:
+                return self._empty(req, "superseded", started, **timing)
+            cleaned, confidence = fitted
         if s.min_confidence and confidence < s.min_confidence:
             return self._empty(req, f"low confidence ({confidence:.2f})", started, **timing)
         if not cleaned.text:
@@ -383,7 +391,12 @@ class Completer:
         """
         votes: dict[str, int] = {}
         found: dict[str, Cleaned] = {}
-        if greedy.text:
+        checking = self.settings.syntax_check and syntax.checks(req.language, req.uri)
+
+        def fits(c: Cleaned) -> bool:
+            return not (checking and syntax.breaks(req.text, req.offset, c.text, c.replace))
+
+        if greedy.text and fits(greedy):
             votes[greedy.text], found[greedy.text] = 1, greedy
         for i in range(self.settings.candidates):
             sample = replace(gen, temperature=SAMPLE_TEMPERATURE, seed=i + 1)
@@ -392,7 +405,7 @@ class Completer:
                 return None
             _add_timing(timing, result)
             cleaned = clean(result.text, cursor, rule)
-            if cleaned.text:
+            if cleaned.text and fits(cleaned):
                 votes[cleaned.text] = votes.get(cleaned.text, 0) + 1
                 found.setdefault(cleaned.text, cleaned)
         total = self.settings.candidates + 1
@@ -413,6 +426,40 @@ class Completer:
         best_text = max(scores, key=lambda t: scores[t])
         log.debug("reranked %d candidates: %s", len(scores), sorted(scores.values(), reverse=True))
         return found[best_text], votes[best_text] / total
+
+    async def _alternative(
+        self,
+        state: _DocState,
+        req: CompletionRequest,
+        cursor: Cursor,
+        rule: StopRule,
+        gen: GenRequest,
+        first: GenResult,
+        generation: int,
+        timing: dict[str, float | int],
+    ) -> tuple[Cleaned, float] | None:
+        """A suggestion that does not break the code, from the likeliest other first tokens; None when superseded.
+
+        Each try continues the cached prompt with one of the first generation's alternatives (greedy).
+        """
+        for start, prob in first.alternatives[: self.settings.alternatives]:
+            started = bool(start.strip())
+            forced = replace(
+                gen,
+                prompt=gen.prompt + start,
+                max_tokens=max(1, gen.max_tokens - 1),
+                rule=replace(rule, line_started=rule.line_started or started),
+                alternatives=0,
+            )
+            result = await self._run(state, forced, generation)
+            if result is None:
+                return None
+            _add_timing(timing, result, "alternative")
+            cleaned = clean(_whole_lines(replace(result, text=start + result.text), rule.multiline), cursor, rule)
+            if cleaned.text and not syntax.breaks(req.text, req.offset, cleaned.text, cleaned.replace):
+                log.debug("alternative start %r fits (p=%.3f)", start, prob)
+                return cleaned, prob
+        return Cleaned(reason=syntax.BREAKS), 0.0
 
     def _reranks(self, req: CompletionRequest) -> bool:
         """Whether this request samples and reranks candidates (see the ``rerank`` setting)."""
@@ -639,10 +686,10 @@ def _follow(cursor: Cursor, replace: int) -> str:
     return text if text.strip() else ""
 
 
-def _add_timing(timing: dict[str, float | int], result: GenResult) -> None:
-    """Add a reranking job's work to a request's figures (kept apart from the first generation's)."""
-    timing["rerank_jobs"] = timing.get("rerank_jobs", 0) + 1
-    timing["rerank_tokens"] = timing.get("rerank_tokens", 0) + result.evaluated_tokens + result.generated_tokens
+def _add_timing(timing: dict[str, float | int], result: GenResult, kind: str = "rerank") -> None:
+    """Add a reranking or alternative job's work to a request's figures (apart from the first generation's)."""
+    timing[f"{kind}_jobs"] = timing.get(f"{kind}_jobs", 0) + 1
+    timing[f"{kind}_tokens"] = timing.get(f"{kind}_tokens", 0) + result.evaluated_tokens + result.generated_tokens
     timing["engine_ms"] = timing.get("engine_ms", 0) + result.total_ms
 
 

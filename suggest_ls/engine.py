@@ -74,6 +74,9 @@ class GenRequest:
     # Generation budget: stop once this many ms have passed since the first token and a first line
     # is complete (0: none); the text so far comes back as done, with ``truncated`` set.
     budget_ms: float = 0.0
+    # Other ways to start: the ``alternatives`` likeliest tokens (besides the one taken) at the first
+    # step that writes more than whitespace, returned as text to continue the prompt with.
+    alternatives: int = 0
 
 
 @dataclass(frozen=True)
@@ -99,6 +102,8 @@ class GenResult:
     scored_tokens: int = 0
     shifted_tokens: int = 0  # of ``cached_tokens``, those reused from further on in the cache
     truncated: bool = False  # stopped by the request's generation budget
+    # (text so far + another token, its probability), likeliest first; see ``GenRequest.alternatives``
+    alternatives: tuple[tuple[str, float], ...] = ()
 
 
 @dataclass(frozen=True)
@@ -149,6 +154,7 @@ class Job:
     score: float = 0.0
     scored: int = 0
     truncated: bool = False
+    alternatives: tuple[tuple[str, float], ...] = ()
 
     def text(self) -> str:
         """Generated text so far (an incomplete UTF-8 tail is left out)."""
@@ -755,6 +761,8 @@ class Engine:
         for k in range(len(drafts) + 1):
             tok, prob = self._sample(job, index + k)
             made += 1
+            if job.req.alternatives and not job.text().strip():
+                job.alternatives = self._alternatives(job, index + k, tok)
             if not job.generated:
                 job.first_token = now
                 job.first_prob = prob
@@ -819,6 +827,26 @@ class Engine:
             prob = float(np.exp(float(logits[tok]) - m) / np.exp(logits - m).sum())
         return tok, prob
 
+    def _alternatives(self, job: Job, index: int, taken: int) -> tuple[tuple[str, float], ...]:
+        """The likeliest tokens other than ``taken`` at batch row ``index``, each after the text so far."""
+        ptr = self._L.llama_get_logits_ith(self._ctx, index)
+        logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
+        m = float(logits.max())
+        near = np.flatnonzero(logits >= m - 10.0)  # others weigh below e^-10 of the best each
+        total = float(np.exp(logits - m).sum())
+        lead = job.text()
+        out: list[tuple[str, float]] = []
+        for tok in near[np.argsort(-logits[near])]:
+            if int(tok) == taken or self._L.llama_vocab_is_eog(self._vocab, int(tok)):
+                continue
+            piece = self._piece(int(tok)).decode("utf-8", errors="ignore")
+            if not piece or "\n" in piece:
+                continue
+            out.append((lead + piece, float(np.exp(float(logits[tok]) - m)) / total))
+            if len(out) >= job.req.alternatives:
+                break
+        return tuple(out)
+
     def _logprob(self, index: int, token: int) -> float:
         """Log-probability of ``token`` under the logits of batch row ``index``."""
         ptr = self._L.llama_get_logits_ith(self._ctx, index)
@@ -863,6 +891,7 @@ class Engine:
             scored_tokens=job.scored,
             shifted_tokens=job.shifted,
             truncated=job.truncated,
+            alternatives=job.alternatives,
         )
         try:
             job.done(result)

@@ -35,6 +35,8 @@ class Settings:
     min_confidence: float = 0.0
     candidates: int = 0
     rerank: str = "auto"
+    syntax_check: bool = True
+    alternatives: int = 0
     extra_context_tokens: int = 256
     prefetch: bool = False
     idle_unload_s: int = 0
@@ -182,6 +184,23 @@ OPTIONS: tuple[Option, ...] = (
         "runs the model and only for explicitly invoked ones on a CPU (where it costs 0.4-1.5 s a request), 'always', "
         "'invoked' or 'never'.",
         choices=("auto", "always", "invoked", "never"),
+    ),
+    Option(
+        "syntaxCheck",
+        "syntax_check",
+        bool,
+        "Python: never show a suggestion that breaks code that parses without it (an 'if' where the next "
+        "line is not indented, a statement where it is). With the embedded model a quarter of HumanEval "
+        "suggestions broke the code and none of them passed: refusing them lifted precision from 32 % to 42 %.",
+    ),
+    Option(
+        "alternatives",
+        "alternatives",
+        int,
+        "When the syntax check refuses a suggestion, try this many other likely first tokens (one short "
+        "generation each, from the cached prompt) and show the first that fits; 0 shows nothing instead. "
+        "With the embedded model 3 gave +2.4 points of pass@1 but only 1 in 8 of those lines passed.",
+        lambda v: 0 <= v <= 8,
     ),
     Option(
         "extraContextTokens",

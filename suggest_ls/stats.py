@@ -36,6 +36,9 @@ class Record:
     # (sampled lines generated, candidate lines and following code evaluated for scoring).
     rerank_jobs: int = 0
     rerank_tokens: int = 0
+    # Other first tokens tried after the syntax check refused a suggestion (the ``alternatives`` setting).
+    alternative_jobs: int = 0
+    alternative_tokens: int = 0
     # How sure the model was of what was shown: the share of samples agreeing with it when candidates
     # were reranked, else the first token's probability (-1: nothing was generated).
     confidence: float = -1.0

@@ -8,6 +8,7 @@ from concurrent.futures import Future
 
 import pytest
 
+from suggest_ls import syntax
 from suggest_ls.completer import Completer, CompletionRequest
 from suggest_ls.engine import Engine, GenRequest, GenResult
 from suggest_ls.prompt import FAMILIES
@@ -218,3 +219,66 @@ async def test_extra_context_stays_when_the_window_moves_until_it_is_old(engine,
     monkeypatch.setattr(completer_module, "EXTRA_REFRESH_S", 0.0)
     await c.complete(request(main, later, uri=uri, version=3))
     assert state.extra_at > chosen_at  # chosen again once old enough
+
+
+COUNT = "def count_evens(numbers):\n    total = 0\n\n        if n % 2 == 0:\n            total += 1\n    return total\n"
+
+
+def test_engine_returns_the_likeliest_other_first_tokens(engine):
+    prompt = COUNT[: COUNT.index("\n\n") + 1]
+    got = run(engine, GenRequest("alts", prompt, max_tokens=8, temperature=0, alternatives=3))
+    assert got.outcome == "done" and len(got.alternatives) == 3
+    probs = [p for _, p in got.alternatives]
+    assert probs == sorted(probs, reverse=True) and 0 < sum(probs) <= 1
+    lead = got.text[: len(got.text) - len(got.text.lstrip(" \t"))]
+    for start, _ in got.alternatives:
+        assert start.startswith(lead) and start[len(lead) :] and "\n" not in start
+    plain = run(engine, GenRequest("alts", prompt, max_tokens=8, temperature=0))
+    assert plain.alternatives == () and plain.text == got.text
+
+
+class Breaking(Counting):
+    """The real engine, but the first generation comes back as a line that breaks the code."""
+
+    def submit(self, req: GenRequest, done: Callable[[GenResult], None]):  # type: ignore[no-untyped-def]
+        first = not self.jobs
+        self.jobs.append(req)
+        if not first:
+            return self.engine.submit(req, done)
+        return self.engine.submit(
+            req, lambda r: done(GenResult("    return total\n", "done", alternatives=r.alternatives))
+        )
+
+
+async def test_a_line_that_breaks_the_code_gives_way_to_an_alternative(engine):
+    s, _ = resolve({"temperature": 0, "debounceMs": 0, "alternatives": 3})
+    backend = Breaking(engine)
+    c = Completer(backend, FAMILIES["plain"], s)
+    offset = COUNT.index("\n\n") + 1
+    got = await c.complete(request(COUNT, offset))
+    assert backend.jobs[0].alternatives == 3
+    forced = backend.jobs[1:]
+    assert forced and all(j.prompt.startswith(backend.jobs[0].prompt) and j.alternatives == 0 for j in forced)
+    assert got.record is not None and got.record.alternative_jobs == len(forced)
+    if got.text:
+        assert syntax.breaks(COUNT, offset, got.text, got.replace) == ""
+        assert got.text != "    return total"
+    else:
+        assert got.reason == syntax.BREAKS and len(forced) == 3
+
+
+async def test_a_line_that_breaks_the_code_is_not_shown(engine):
+    s, _ = resolve({"temperature": 0, "debounceMs": 0})
+    backend = Breaking(engine)
+    c = Completer(backend, FAMILIES["plain"], s)
+    got = await c.complete(request(COUNT, COUNT.index("\n\n") + 1))
+    assert got.text == "" and got.reason == syntax.BREAKS
+    assert len(backend.jobs) == 1 and backend.jobs[0].alternatives == 0
+
+
+async def test_syntax_check_off_shows_what_the_model_wrote(engine):
+    s, _ = resolve({"temperature": 0, "debounceMs": 0, "syntaxCheck": False})
+    backend = Breaking(engine)
+    c = Completer(backend, FAMILIES["plain"], s)
+    got = await c.complete(request(COUNT, COUNT.index("\n\n") + 1))
+    assert got.text == "    return total" and len(backend.jobs) == 1 and backend.jobs[0].alternatives == 0
