@@ -1,7 +1,9 @@
 """Whether a suggestion keeps the code around it well-formed (Python: the enclosing definition must parse).
 
-A suggestion breaks the code only when some neutral filler (``pass``, ``if True:``, ``0``…) at the
-same place keeps it parseable: code the user left broken elsewhere proves nothing.
+Only the innermost ``def`` or ``class`` around the cursor is parsed (dedented), so the check stays
+cheap in long files. A suggestion breaks the code only when a neutral filler (``pass`` or
+``if True:``) at the same place keeps it parseable: code the user left broken elsewhere
+proves nothing.
 """
 
 from __future__ import annotations
@@ -9,17 +11,25 @@ from __future__ import annotations
 import ast
 import re
 import warnings
+from dataclasses import dataclass
 
 LANGUAGES = frozenset({"python", "py", "python3"})
-MAX_REGION_LINES = 400
-MAX_REGION_CHARS = 24_000
-_TOP_DEF = re.compile(r"(async\s+def|def|class)\b|@")
-_CONTINUES = re.compile(r"(else|elif|except|finally)\b|[)\]}#]")
-_LINE_FILLS = ("pass", "if True:")
-_MID_FILLS = ("", "0", "0:", "0)", "0]", "0}")
-
-
+MAX_REGION_LINES = 200
+MAX_REGION_CHARS = 8_000
 BREAKS = "breaks the code around it"
+_DEF = re.compile(r"(async\s+def|def|class)\b")
+_NOT_AN_END = re.compile(r"[)\]}#]")  # a closer or a comment at a lower indentation ends no block
+_CONTINUES = re.compile(r"(else|elif|except|finally)\b|[)\]}#]")  # nor do these at column 0
+_FILLS = ("pass", "if True:")
+
+
+@dataclass(frozen=True)
+class Region:
+    """The definition around the cursor: ``text[start:end]``, its lines indented by ``indent`` or more."""
+
+    start: int
+    end: int
+    indent: int
 
 
 def checks(language: str, path: str = "") -> bool:
@@ -37,31 +47,41 @@ def _parses(source: str) -> bool:
         return False
 
 
-def _indent(line: str) -> str:
-    return line[: len(line) - len(line.lstrip(" \t"))]
+def _width(line: str) -> int:
+    return len(line) - len(line.lstrip(" \t"))
 
 
-def region(text: str, offset: int) -> tuple[int, int] | None:
-    """The top-level statement around ``offset``: from the last column-0 ``def``/``class`` (with its
-    decorators) before it to the next column-0 statement after it; None when longer than
-    ``MAX_REGION_LINES`` lines either way."""
+def region(text: str, offset: int, line_indent: int) -> Region | None:
+    """The innermost ``def``/``class`` (with its decorators) whose body holds the cursor's line
+    (indented ``line_indent``), up to the next line indented no deeper than it; outside any
+    definition, the top-level statement around the line. None when longer than ``MAX_REGION_LINES``
+    lines either way."""
     line_start = text.rfind("\n", 0, offset) + 1
-    start = -1
+    floor = line_indent  # a definition must be indented less than every line between it and the cursor
+    start, indent, is_def = -1, 0, False
     pos = line_start
     for _ in range(MAX_REGION_LINES):
         if pos == 0:
             start = 0
             break
         prev = text.rfind("\n", 0, pos - 1) + 1
-        if _TOP_DEF.match(text, prev):
-            start = prev
+        line = text[prev : pos - 1]
+        pos = prev
+        width = _width(line)
+        if not line.strip() or line.startswith("#", width):
+            continue
+        if width < floor and _DEF.match(line, width):
+            start, indent, is_def = prev, width, True
             while start > 0:  # decorators above belong to the definition
                 up = text.rfind("\n", 0, start - 1) + 1
-                if not text.startswith("@", up):
+                if _width(text[up : start - 1]) != indent or not text.startswith("@", up + indent):
                     break
                 start = up
             break
-        pos = prev
+        floor = min(floor, width)
+        if width == 0 and not _CONTINUES.match(line):  # top-level code: its statement starts here
+            start = prev
+            break
     if start < 0:
         return None
     end = -1
@@ -73,37 +93,60 @@ def region(text: str, offset: int) -> tuple[int, int] | None:
             break
         nxt = text.find("\n", pos)
         nxt = len(text) if nxt < 0 else nxt
-        ch = text[pos : pos + 1]
-        if ch and not ch.isspace() and not _CONTINUES.match(text, pos):
+        line = text[pos:nxt]
+        width = _width(line)
+        if line.strip() and width <= indent and not (_CONTINUES if not is_def else _NOT_AN_END).match(line, width):
             end = pos
             break
         pos = nxt + 1
     if end < 0 or end - start > MAX_REGION_CHARS:
         return None
-    return start, end
+    return Region(start, end, indent)
+
+
+def _dedent(source: str, indent: int) -> str | None:
+    """``source`` with ``indent`` columns taken off every line; None when a code line is indented less."""
+    if not indent:
+        return source
+    out: list[str] = []
+    for line in source.split("\n"):
+        if line[:indent].strip():
+            if not line.strip().startswith("#"):
+                return None
+            line = ""
+        out.append(line[indent:])
+    return "\n".join(out)
+
+
+def _fits(source: str, indent: int) -> bool:
+    flat = _dedent(source, indent)
+    return flat is not None and _parses(flat)
 
 
 def breaks(text: str, offset: int, insert: str, replace: int) -> str:
-    """Why putting ``insert`` at ``offset`` (over ``replace`` characters) breaks the code, or ""."""
-    bounds = region(text, offset)
-    if bounds is None:
+    """Why putting ``insert`` at ``offset`` (over ``replace`` characters) breaks the code, or "".
+
+    Only suggestions that start a line (nothing but indentation before the cursor) are judged: that is
+    where a wrong block opener or indentation breaks the code; inside a line, brackets are balanced by
+    ``clean`` and a parse per keystroke would cost more than it finds.
+    """
+    line_start = text.rfind("\n", 0, offset) + 1
+    line_prefix = text[line_start:offset]
+    if line_prefix.strip():
         return ""
-    head, tail = text[bounds[0] : offset], text[offset : bounds[1]]
-    if _parses(head + insert + tail[replace:]):
+    first = (line_prefix + insert).split("\n", 1)[0]
+    area = region(text, offset, _width(first) if first.strip() else len(line_prefix))
+    if area is None:
         return ""
-    line_start = head.rfind("\n") + 1
-    line_prefix = head[line_start:]
-    if not line_prefix.strip():
-        lines_before = [ln for ln in head[:line_start].split("\n") if ln.strip()]
-        lines_after = [ln for ln in tail.split("\n")[1:] if ln.strip()]
-        indents = {_indent(insert), line_prefix}
-        if lines_before:
-            indents.add(_indent(lines_before[-1]))
-        if lines_after:
-            indents.add(_indent(lines_after[0]))
-        fills = [head[:line_start] + ind + fill for ind in sorted(indents) for fill in _LINE_FILLS]
-    else:
-        fills = [head + fill for fill in _MID_FILLS]
-    if any(_parses(f + tail) for f in fills):
+    head, tail = text[area.start : offset], text[offset : area.end]
+    if _fits(head + insert + tail[replace:], area.indent):
+        return ""
+    start = len(head) - len(line_prefix)
+    lines_after = [ln for ln in tail.split("\n")[1:] if ln.strip()]
+    indents = {first[: _width(first)]}
+    if lines_after:
+        indents.add(lines_after[0][: _width(lines_after[0])])
+    fills = [head[:start] + ind + fill for ind in sorted(indents) for fill in _FILLS]
+    if any(_fits(f + tail, area.indent) for f in fills):
         return BREAKS
     return ""
