@@ -67,9 +67,17 @@ class Session:
     """One server under test: its processes, its trace and its log."""
 
     def __init__(
-        self, kind: str, model: str, settings: dict[str, Any], workdir: Path, threads: int, name: str = ""
+        self,
+        kind: str,
+        model: str,
+        settings: dict[str, Any],
+        workdir: Path,
+        threads: int,
+        name: str = "",
+        env: dict[str, str] | None = None,
     ) -> None:
         self.kind = kind
+        self.env = env or {}
         self.model = model
         self.settings = settings
         self.dir = workdir / (name or kind)
@@ -81,7 +89,7 @@ class Session:
 
     async def start(self) -> LspClient:
         """Start the server (and the OpenAI server behind the shim) and initialize LSP."""
-        env = dict(os.environ)
+        env = {**os.environ, **self.env}
         stderr = (self.dir / "stderr.txt").open("wb")
         if self.kind == "suggest-ls":
             env["SUGGEST_LS_TRACE"] = str(self.trace)
@@ -444,7 +452,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[],
         metavar="NAME:KEY=VALUE,...",
-        help="one more suggest-ls server with these settings on top (to compare levers side by side)",
+        help="one more suggest-ls server with these settings on top (to compare levers side by side); "
+        "UPPER_CASE keys set that server's environment",
     )
     p.add_argument("--threads", type=int, default=0, help="threads for the baselines (0: their own default)")
     p.add_argument("--grace", type=float, default=30.0, help="seconds without any answer before giving up")
@@ -476,13 +485,20 @@ async def _run(args: argparse.Namespace, model: str) -> int:
     if unknown:
         print(f"unknown server(s): {', '.join(unknown)}", file=sys.stderr)
         return 2
+    envs: dict[str, dict[str, str]] = {}
     for spec in args.variant:
         name, _, pairs = spec.partition(":")
-        servers.append((name, "suggest-ls", {**settings, **parse_pairs([x for x in pairs.split(",") if x])}))
+        items = [x for x in pairs.split(",") if x]
+        # Upper-case keys are environment variables of that server process (OMP_WAIT_POLICY=...).
+        envs[name] = dict(x.split("=", 1) for x in items if x.split("=", 1)[0].isupper())
+        options = parse_pairs([x for x in items if not x.split("=", 1)[0].isupper()])
+        servers.append((name, "suggest-ls", {**settings, **options}))
     raws: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in servers}
     for round_no in range(args.rounds):
         for name, kind, options in servers:  # side by side: the servers take turns, round after round
-            session = Session(kind, model_path, options, workdir / f"round{round_no + 1}", args.threads, name)
+            session = Session(
+                kind, model_path, options, workdir / f"round{round_no + 1}", args.threads, name, envs.get(name, {})
+            )
             try:
                 client = await session.start()
                 sent, warm = await replay(name, client, sources, keys, args.grace)
