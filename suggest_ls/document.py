@@ -158,10 +158,12 @@ class Document:
             self._set(new_text)
             self.out_of_sync = ""
             return
-        a = self.offset(*start)
-        b = self.offset(*end)
+        self.replace(self.offset(*start), self.offset(*end), new_text)
+
+    def replace(self, a: int, b: int, new_text: str) -> None:
+        """Replace the text between string offsets ``a`` and ``b``."""
         if b < a:
-            raise PositionError(f"range end {end} before start {start}")
+            raise PositionError(f"range end {self.position(b)} before start {self.position(a)}")
         self._replace(a, b, new_text)
         self._reindex(a, b, len(new_text) - (b - a))
 
