@@ -36,7 +36,7 @@ class Settings:
     candidates: int = 0
     rerank: str = "auto"
     syntax_check: bool = True
-    alternatives: int = 0
+    alternatives: int = 3
     extra_context_tokens: int = 256
     prefetch: bool = False
     idle_unload_s: int = 0
@@ -191,7 +191,7 @@ OPTIONS: tuple[Option, ...] = (
         bool,
         "Python: never show a suggestion that breaks code that parses without it (an 'if' where the next "
         "line is not indented, a statement where it is). With the embedded model a quarter of HumanEval "
-        "suggestions broke the code and none of them passed: refusing them lifted precision from 32 % to 42 %.",
+        "suggestions broke the code: refusing them lifted precision from 32 % to 42 % at the same pass@1.",
     ),
     Option(
         "alternatives",
@@ -199,7 +199,8 @@ OPTIONS: tuple[Option, ...] = (
         int,
         "When the syntax check refuses a suggestion, try this many other likely first tokens (one short "
         "generation each, from the cached prompt) and show the first that fits; 0 shows nothing instead. "
-        "With the embedded model 3 gave +2.4 points of pass@1 but only 1 in 8 of those lines passed.",
+        "With the embedded model 3 gave +3.3 points of HumanEval pass@1 (precision 42.0 -> 35.8 %: 1 in 7 "
+        "of the lines it adds passes).",
         lambda v: 0 <= v <= 8,
     ),
     Option(

@@ -251,7 +251,7 @@ class Breaking(Counting):
 
 
 async def test_a_line_that_breaks_the_code_gives_way_to_an_alternative(engine):
-    s, _ = resolve({"temperature": 0, "debounceMs": 0, "alternatives": 3})
+    s, _ = resolve({"temperature": 0, "debounceMs": 0})  # alternatives: 3 by default
     backend = Breaking(engine)
     c = Completer(backend, FAMILIES["plain"], s)
     offset = COUNT.index("\n\n") + 1
@@ -267,8 +267,8 @@ async def test_a_line_that_breaks_the_code_gives_way_to_an_alternative(engine):
         assert got.reason == syntax.BREAKS and len(forced) == 3
 
 
-async def test_a_line_that_breaks_the_code_is_not_shown(engine):
-    s, _ = resolve({"temperature": 0, "debounceMs": 0})
+async def test_a_line_that_breaks_the_code_is_not_shown_without_alternatives(engine):
+    s, _ = resolve({"temperature": 0, "debounceMs": 0, "alternatives": 0})
     backend = Breaking(engine)
     c = Completer(backend, FAMILIES["plain"], s)
     got = await c.complete(request(COUNT, COUNT.index("\n\n") + 1))

@@ -32,8 +32,18 @@ def at(snippet: str) -> tuple[str, int]:
         ("@dataclass\nclass A:\n$0\n    b: int = 0\n", "    a: int = 1", 0, False),
         ("@dataclass\nclass A:\n$0\n    b: int = 0\n", "    def f(self):", 0, True),
         # in a method: a broken sibling method does not matter
-        ("class A:\n    def g(self:\n        pass\n\n    def f(self):\n$0\n        return 1\n", "        if x:", 0, True),
-        ("class A:\n    def g(self:\n        pass\n\n    def f(self):\n$0\n        return 1\n", "        x = 1", 0, False),
+        (
+            "class A:\n    def g(self:\n        pass\n\n    def f(self):\n$0\n        return 1\n",
+            "        if x:",
+            0,
+            True,
+        ),
+        (
+            "class A:\n    def g(self:\n        pass\n\n    def f(self):\n$0\n        return 1\n",
+            "        x = 1",
+            0,
+            False,
+        ),
         # top-level code between definitions
         ("import os\n\n$0\n\ndef f():\n    pass\n", "x = os.getcwd()", 0, False),
         ("import os\n\n$0\n\ndef f():\n    pass\n", "for p in paths:", 0, True),
