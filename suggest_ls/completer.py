@@ -13,7 +13,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Protocol
+from typing import Protocol, TextIO
 
 from suggest_ls import syntax
 from suggest_ls.clean import Cleaned, StopRule, clean, language_stops
@@ -152,17 +152,20 @@ class Completer:
         self.last_prompt = ""  # the latest prompt and raw model text, for ``complete --explain``
         self.last_raw = ""
         self._trace = os.environ.get("SUGGEST_LS_TRACE", "")
+        self._trace_file: TextIO | None = None
 
     def _add(self, record: Record) -> None:
         """Keep a request's record; also append it to the ``SUGGEST_LS_TRACE`` JSONL file when set."""
         self.recorder.add(record)
-        if self._trace:
-            try:
-                with open(self._trace, "a", encoding="utf-8") as out:
-                    out.write(json.dumps(record.as_dict()) + "\n")
-            except OSError as exc:
-                log.warning("request trace not written: %s", exc)
-                self._trace = ""
+        if not self._trace:
+            return
+        try:
+            if self._trace_file is None:  # opened once: a line per request, written through
+                self._trace_file = open(self._trace, "a", encoding="utf-8", buffering=1)
+            self._trace_file.write(json.dumps(record.as_dict()) + "\n")
+        except OSError as exc:
+            log.warning("request trace not written: %s", exc)
+            self._trace = ""
 
     def forget(self, uri: str) -> None:
         """Drop per-document state (the document was closed)."""
