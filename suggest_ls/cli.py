@@ -6,12 +6,37 @@ import argparse
 import asyncio
 import json
 import logging
+import logging.handlers
 import os
+import queue
 import sys
 import time
 from pathlib import Path
 
 from suggest_ls import __version__
+
+
+class _Background(logging.handlers.QueueHandler):
+    """Hands log records to a thread that filters, formats and writes them: the event loop never
+    waits on the log file (a suggestion's log line cost ~0.25 ms of its answer when written inline)."""
+
+    def __init__(self, target: logging.Handler) -> None:
+        super().__init__(queue.SimpleQueue())
+        self._listener: logging.handlers.QueueListener | None = logging.handlers.QueueListener(
+            self.queue, target, respect_handler_level=True
+        )
+        self._listener.start()
+
+    def prepare(self, record: logging.LogRecord) -> logging.LogRecord:
+        """The record as it is: the target handler formats it in the writing thread."""
+        return record
+
+    def close(self) -> None:
+        """Write what is queued, then stop the thread (``logging.shutdown`` calls this at exit)."""
+        listener, self._listener = self._listener, None
+        if listener is not None:
+            listener.stop()
+        super().close()
 
 
 def _setup_logging(level: str, log_file: str | None) -> None:
@@ -26,7 +51,10 @@ def _setup_logging(level: str, log_file: str | None) -> None:
     if level != "debug":
         handler.addFilter(PrivacyFilter())
     root = logging.getLogger()
-    root.handlers[:] = [handler]
+    for old in root.handlers:
+        if isinstance(old, _Background):
+            old.close()
+    root.handlers[:] = [_Background(handler)]
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     logging.getLogger("pygls").setLevel(logging.WARNING if level != "debug" else logging.DEBUG)
 

@@ -108,6 +108,33 @@ def _strict_str(value: Any, _type: Any) -> str:
 Change = tuple[tuple[int, int, int, int] | None, str]
 
 
+def _plain_position(p: types.Position) -> dict[str, int]:
+    return {"line": p.line, "character": p.character}
+
+
+def _plain_inline_result(result: Any) -> dict[str, Any] | None:
+    """An InlineCompletionList of plain-text items as the JSON the typed converter writes; None for
+    any other result (the converter handles it)."""
+    if type(result) is not types.InlineCompletionList:
+        return None
+    items: list[dict[str, Any]] = []
+    for item in result.items:
+        if type(item.insert_text) is not str or item.filter_text is not None:
+            return None
+        out: dict[str, Any] = {"insertText": item.insert_text}
+        if item.range is not None:
+            out["range"] = {"start": _plain_position(item.range.start), "end": _plain_position(item.range.end)}
+        if item.command is not None:
+            c = item.command
+            out["command"] = {"title": c.title, "command": c.command}
+            if c.tooltip is not None:
+                out["command"]["tooltip"] = c.tooltip
+            if c.arguments is not None:
+                out["command"]["arguments"] = list(c.arguments)
+        items.append(out)
+    return {"items": items}
+
+
 def _plain_change(params: Any) -> tuple[str, int, list[Change]] | None:
     """didChange params as plain values when they are exactly well-formed; None leaves the message to
     the typed path, which reports what is wrong with it."""
@@ -270,6 +297,11 @@ class SuggestProtocol(LanguageServerProtocol):
             if doc.version != version or self._server.documents.get(uri) is not doc:  # type: ignore[attr-defined]
                 log.info("no suggestion for %s: stale (v%d changed before the answer went out)", uri, version)
                 result = attrs.evolve(result, items=[])
+        plain = _plain_inline_result(result) if error is None else None
+        if plain is not None:  # every keystroke's answer: written as JSON without cattrs
+            self._result_types.pop(msg_id, None)
+            self._send_data({"jsonrpc": "2.0", "id": msg_id, "result": plain})
+            return
         super()._send_response(msg_id, result, error)
 
     def _answer_error(self, msg_id: Any, code: int, message: str) -> None:
