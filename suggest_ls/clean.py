@@ -41,6 +41,8 @@ def _indent_unit(text: str) -> str:
 
 def fix_indentation(text: str, context: str) -> str:
     """Re-indent lines that start with tabs in a spaces file (or spaces in a tabs file)."""
+    if not any(line[:1] in (" ", "\t") for line in text.split("\n")):
+        return text  # nothing indented (most suggestions inside a line): no need to learn the file's unit
     unit = _indent_unit(context)
     out: list[str] = []
     for line in text.split("\n"):
@@ -72,6 +74,30 @@ class Cleaned:
     text: str = ""
     replace: int = 0
     reason: str = ""
+
+
+def _next_code_line(suffix: str) -> str | None:
+    """The first non-blank line after the cursor's line."""
+    pos = suffix.find("\n")
+    while pos >= 0:
+        end = suffix.find("\n", pos + 1)
+        line = suffix[pos + 1 : end if end >= 0 else len(suffix)]
+        if line.strip():
+            return line
+        pos = end
+    return None
+
+
+def _previous_code_line(prefix: str) -> str | None:
+    """The last non-blank line before the cursor's line."""
+    end = prefix.rfind("\n")
+    while end >= 0:
+        start = prefix.rfind("\n", 0, end) + 1
+        line = prefix[start:end]
+        if line.strip():
+            return line
+        end = start - 1
+    return None
 
 
 def _meaningful(line: str) -> bool:
@@ -159,11 +185,11 @@ def clean(raw: str, cursor: Cursor, rule: StopRule) -> Cleaned:
                 break
             kept.append(line)
         text = "\n".join(kept).rstrip()
-        following = [ln for ln in cursor.suffix.split("\n")[1:] if ln.strip()]
-        if following:
+        following = _next_code_line(cursor.suffix)
+        if following is not None:
             lines = text.split("\n")
             for i, line in enumerate(lines):
-                if i and line.strip() == following[0].strip():
+                if i and line.strip() == following.strip():
                     text = "\n".join(lines[:i]).rstrip()
                     break
     else:
@@ -181,10 +207,10 @@ def clean(raw: str, cursor: Cursor, rule: StopRule) -> Cleaned:
         replace = len(line_suffix)
     elif tail and tail.startswith(text.strip()):
         return Cleaned(reason="duplicates the text after the cursor")
-    next_line = next((ln for ln in cursor.suffix.split("\n")[1:] if ln.strip()), None)
+    next_line = _next_code_line(cursor.suffix)
     if next_line is not None and at_indent and text.strip() == next_line.strip():
         return Cleaned(reason="duplicates the next line")
-    previous = next((ln for ln in reversed(cursor.prefix.split("\n")[:-1]) if ln.strip()), None)
+    previous = _previous_code_line(cursor.prefix)
     first = text.split("\n", 1)[0].strip()
     if previous is not None and at_indent and first == previous.strip() and _meaningful(first):
         return Cleaned(reason="repeats the line above")

@@ -126,3 +126,20 @@ def test_language_stops():
 )
 def test_fix_indentation(text, context, expected):
     assert fix_indentation(text, context) == expected
+
+
+@pytest.mark.parametrize(
+    ("text", "following", "previous"),
+    [
+        ("a\n  \nb$0\n\n  c\nd", "  c", "a"),
+        ("$0", None, None),
+        ("x = 1\n$0 tail\n", None, "x = 1"),
+        ("\n\n$0\n\n", None, None),
+    ],
+)
+def test_code_lines_around_the_cursor(text: str, following: str | None, previous: str | None) -> None:
+    from suggest_ls.clean import _next_code_line, _previous_code_line
+
+    before, _, after = text.partition("$0")
+    assert _next_code_line(after) == following
+    assert _previous_code_line(before) == previous
