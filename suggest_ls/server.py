@@ -11,10 +11,12 @@ import json
 import logging
 import os
 import re
+import select
 import stat
 import sys
 import threading
 import uuid
+from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import Any, NoReturn
 
@@ -63,6 +65,7 @@ PARTIAL_ACCEPT_NOTIFICATION = "suggest/didPartiallyAccept"
 _MESSAGE_TYPES = {"error": types.MessageType.Error, "warning": types.MessageType.Warning}
 DOCUMENT_STATE_METHOD = "suggest/documentState"
 AUTH_TIMEOUT_S = 10.0
+MAX_DEFERRALS = 3  # a suggestion waits at most this many input chunks for the changes before it
 
 
 class _Rejected:
@@ -187,6 +190,10 @@ class SuggestProtocol(LanguageServerProtocol):
         self._stale_watch: dict[Any, tuple[str, Any, int]] = {}
         self._unanswered: Any = None  # the request being read, until something answers it
         self._background: set[asyncio.Future[Any]] = set()
+        # Whether client input waits unread (stdio pipes only); suggestions held back meanwhile.
+        self.input_pending: Callable[[], bool] | None = None
+        self._deferred: list[tuple[Any, Any]] = []
+        self._deferrals: dict[Any, int] = {}
 
     # ----- bytes in -----
     def receive(self, body: bytes) -> None:
@@ -298,11 +305,32 @@ class SuggestProtocol(LanguageServerProtocol):
                 log.info("no suggestion for %s: stale (v%d changed before the answer went out)", uri, version)
                 result = attrs.evolve(result, items=[])
         plain = _plain_inline_result(result) if error is None else None
+        if plain is not None and plain["items"] and self._defer(msg_id, result, watched):
+            return
         if plain is not None:  # every keystroke's answer: written as JSON without cattrs
             self._result_types.pop(msg_id, None)
             self._send_data({"jsonrpc": "2.0", "id": msg_id, "result": plain})
             return
         super()._send_response(msg_id, result, error)
+
+    def _defer(self, msg_id: Any, result: Any, watched: tuple[str, Any, int] | None) -> bool:
+        """Hold a suggestion back while input the client sent before it is still unread: it may be a
+        change that makes the suggestion stale. It goes out (checked again) once that input is handled."""
+        count = self._deferrals.get(msg_id, 0)
+        if self.input_pending is None or count >= MAX_DEFERRALS or not self.input_pending():
+            self._deferrals.pop(msg_id, None)
+            return False
+        self._deferrals[msg_id] = count + 1
+        if watched is not None:
+            self._stale_watch[msg_id] = watched
+        self._deferred.append((msg_id, result))
+        return True
+
+    def send_deferred(self) -> None:
+        """Send the suggestions held back by ``_defer`` (the input read so far has been handled)."""
+        deferred, self._deferred = self._deferred, []
+        for msg_id, result in deferred:
+            self._send_response(msg_id, result)
 
     def _answer_error(self, msg_id: Any, code: int, message: str) -> None:
         self._unanswered = None
@@ -423,8 +451,15 @@ class SuggestServer(LanguageServer):
 
     async def _serve_stdio(self, stdin: Any) -> None:
         """Serve stdin: read by the event loop itself when it is a pipe or socket, else by a thread."""
-        read = await _pipe_reader(stdin)
-        await self._serve_stream(lambda: read or _thread_reader(stdin))
+        pipe = await _pipe_reader(stdin)
+        if pipe is None:
+            await self._serve_stream(lambda: _thread_reader(stdin))
+            return
+        self.protocol.input_pending = pipe.pending
+        try:
+            await self._serve_stream(lambda: pipe.read)
+        finally:
+            self.protocol.input_pending = None
 
     async def _serve_stream(self, make_reader: Callable[[], Callable[[], Awaitable[bytes]]]) -> None:
         """Read framed messages until end of input and hand each body to the protocol."""
@@ -442,6 +477,7 @@ class SuggestServer(LanguageServer):
                     log.warning("malformed input: %s", item.reason)
                 else:
                     self.protocol.receive(item.body)
+            self.protocol.send_deferred()
 
     def start_tcp(self, host: str, port: int, token: str = "") -> None:
         """Serve one client session over TCP; with a token, ``initialize`` must present it."""
@@ -916,27 +952,79 @@ class _PipeWriter(StdoutWriter):
             self._gone()
 
 
-async def _pipe_reader(stream: Any, chunk: int = 1 << 16) -> Callable[[], Awaitable[bytes]] | None:
-    """Chunks of a pipe or socket read by the event loop (no thread hand-off per message); None for
-    other input (a file, a terminal, an in-memory stream), which ``_thread_reader`` serves."""
+class _PipeInput(asyncio.Protocol):
+    """stdin as the event loop reads it (no thread hand-off per chunk); it also tells whether input is
+    waiting to be handled, here or still in the pipe."""
+
+    MAX_CHUNKS = 64  # reading pauses while this many chunks wait
+
+    def __init__(self, fd: int) -> None:
+        self.fd = fd
+        self.chunks: deque[bytes] = deque()
+        self.closed = False
+        self.transport: asyncio.ReadTransport | None = None
+        self._waiter: asyncio.Future[None] | None = None
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]
+
+    def data_received(self, data: bytes) -> None:
+        self.chunks.append(data)
+        if len(self.chunks) >= self.MAX_CHUNKS and self.transport is not None:
+            self.transport.pause_reading()
+        self._wake()
+
+    def eof_received(self) -> bool:
+        self.closed = True
+        self._wake()
+        return False
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.closed = True
+        self._wake()
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)
+
+    async def read(self) -> bytes:
+        """The next chunk; b"" at the end of input."""
+        while not self.chunks:
+            if self.closed:
+                return b""
+            self._waiter = asyncio.get_running_loop().create_future()
+            await self._waiter
+        if len(self.chunks) < self.MAX_CHUNKS // 2 and self.transport is not None and not self.closed:
+            self.transport.resume_reading()
+        return self.chunks.popleft()
+
+    def pending(self) -> bool:
+        """Whether input has arrived that is not handled yet (here, or readable in the pipe)."""
+        if self.chunks:
+            return True
+        try:
+            return bool(select.select([self.fd], [], [], 0)[0])
+        except (OSError, ValueError):
+            return False
+
+
+async def _pipe_reader(stream: Any) -> _PipeInput | None:
+    """A pipe or socket read by the event loop; None for other input (a file, a terminal, an
+    in-memory stream), which ``_thread_reader`` serves."""
     try:
-        mode = os.fstat(stream.fileno()).st_mode
+        fd = stream.fileno()
+        mode = os.fstat(fd).st_mode
     except (OSError, ValueError, AttributeError, io.UnsupportedOperation):
         return None
     if not (stat.S_ISFIFO(mode) or stat.S_ISSOCK(mode)):
         return None
-    reader = asyncio.StreamReader(limit=chunk)
-    loop = asyncio.get_running_loop()
+    pipe = _PipeInput(fd)
     try:
-        await loop.connect_read_pipe(lambda: asyncio.StreamReaderProtocol(reader), stream)
+        await asyncio.get_running_loop().connect_read_pipe(lambda: pipe, stream)
     except (OSError, ValueError) as exc:
         log.info("stdin read by a thread: %s", exc)
         return None
-
-    async def read() -> bytes:
-        return await reader.read(chunk)
-
-    return read
+    return pipe
 
 
 def _thread_reader(stream: Any, chunk: int = 1 << 16) -> Callable[[], Awaitable[bytes]]:

@@ -63,3 +63,64 @@ def test_other_results_are_left_to_the_converter() -> None:
     snippet = types.InlineCompletionItem(insert_text=types.StringValue("x$0"))
     assert _plain_inline_result(types.InlineCompletionList(items=[snippet])) is None
     assert _plain_inline_result({"items": []}) is None
+
+
+def test_a_suggestion_waits_for_input_already_sent_and_goes_out_checked_again() -> None:
+    import json
+
+    from suggest_ls.server import create_server
+
+    ls = create_server()
+    sent: list[bytes] = []
+
+    class Writer:
+        def write(self, data: bytes) -> None:
+            sent.append(data)
+
+        def close(self) -> None:
+            pass
+
+    ls.protocol.set_writer(Writer())
+
+    def receive(obj: dict[str, object]) -> None:
+        ls.protocol.receive(json.dumps({"jsonrpc": "2.0", **obj}).encode())
+
+    receive({"id": 1, "method": "initialize", "params": {"processId": None, "rootUri": None, "capabilities": {}}})
+    receive({"method": "initialized", "params": {}})
+    uri = "file:///a.py"
+    receive(
+        {
+            "method": "textDocument/didOpen",
+            "params": {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": "x = \n"}},
+        }
+    )
+    sent.clear()
+    pending = [True]
+    ls.protocol.input_pending = lambda: pending[0]
+    answer = types.InlineCompletionList(items=[_item()])
+
+    def answer_for(msg_id: int) -> None:
+        ls.protocol._stale_watch[msg_id] = (uri, ls.documents[uri], ls.documents[uri].version)
+        ls.protocol._send_response(msg_id, answer)
+
+    answer_for(7)  # input waits unread: held back
+    assert sent == []
+    change = {"range": {"start": {"line": 0, "character": 4}, "end": {"line": 0, "character": 4}}, "text": "y"}
+    receive(
+        {
+            "method": "textDocument/didChange",
+            "params": {"textDocument": {"uri": uri, "version": 2}, "contentChanges": [change]},
+        }
+    )
+    pending[0] = False
+    ls.protocol.send_deferred()
+    assert len(sent) == 1 and b'"id": 7' in sent[0] and b'"items": []' in sent[0]  # stale: sent empty
+    sent.clear()
+    answer_for(8)  # nothing unread: sent at once, with its item
+    assert len(sent) == 1 and b'"insertText": "x + 1)"' in sent[0]
+    sent.clear()
+    pending[0] = True
+    answer_for(9)
+    for _ in range(5):  # input keeps coming: the answer waits for a few chunks, not forever
+        ls.protocol.send_deferred()
+    assert len(sent) == 1 and b'"id": 9' in sent[0]
