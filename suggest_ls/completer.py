@@ -712,6 +712,7 @@ def _timing(result: GenResult, version: int, waited: float) -> dict[str, float |
         engine_ms=result.total_ms,
         prompt_tokens=result.prompt_tokens,
         cached_tokens=result.cached_tokens,
+        shifted_tokens=result.shifted_tokens,
         evaluated_tokens=result.evaluated_tokens,
         generated_tokens=result.generated_tokens,
         drafted_tokens=result.drafted_tokens,

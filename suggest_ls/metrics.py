@@ -130,6 +130,7 @@ class Metrics:
         for kind, n in (
             ("prompt", record.prompt_tokens),
             ("cached", record.cached_tokens),
+            ("shifted", record.shifted_tokens),
             ("evaluated", record.evaluated_tokens),
             ("generated", record.generated_tokens),
         ):

@@ -27,6 +27,7 @@ class Record:
     evaluated_tokens: int = 0
     generated_tokens: int = 0
     cache_hit: bool = False
+    shifted_tokens: int = 0  # of ``cached_tokens``, those moved down in the cache (a window that slid)
     at: float = field(default_factory=time.time)
     version: int = -1
     debounce_ms: float = 0.0
