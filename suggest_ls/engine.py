@@ -762,7 +762,7 @@ class Engine:
             tok, prob = self._sample(job, index + k)
             made += 1
             if job.req.alternatives and not job.text().strip():
-                job.alternatives = self._alternatives(job, index + k, tok)
+                job.alternatives = self._alternatives(job, index + k, tok, prob if not job.generated else 0.0)
             if not job.generated:
                 job.first_token = now
                 job.first_prob = prob
@@ -827,13 +827,17 @@ class Engine:
             prob = float(np.exp(float(logits[tok]) - m) / np.exp(logits - m).sum())
         return tok, prob
 
-    def _alternatives(self, job: Job, index: int, taken: int) -> tuple[tuple[str, float], ...]:
-        """The likeliest tokens other than ``taken`` at batch row ``index``, each after the text so far."""
+    def _alternatives(self, job: Job, index: int, taken: int, taken_prob: float) -> tuple[tuple[str, float], ...]:
+        """The likeliest tokens other than ``taken`` at batch row ``index``, each after the text so far
+        (``taken_prob``: the taken token's probability when the sampler computed it, else 0)."""
         ptr = self._L.llama_get_logits_ith(self._ctx, index)
         logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
         m = float(logits.max())
         near = np.flatnonzero(logits >= m - 10.0)  # others weigh below e^-10 of the best each
-        total = float(np.exp(logits - m).sum())
+        if taken_prob > 0:  # the softmax sum the sampler already paid for
+            total = float(np.exp(float(logits[taken]) - m)) / taken_prob
+        else:
+            total = float(np.exp(logits - m).sum())
         lead = job.text()
         out: list[tuple[str, float]] = []
         for tok in near[np.argsort(-logits[near])]:
