@@ -143,3 +143,21 @@ async def test_superseded_job_frees_its_slot_for_the_next_keystroke(engine: Engi
     assert rec.cached_tokens >= warm.record.prompt_tokens - 2
     assert rec.evaluated_tokens <= (rec.prompt_tokens - rec.cached_tokens) + rec.generated_tokens
     assert rec.prompt_tokens - rec.cached_tokens <= 16  # the comment line, the indent and "r"
+
+
+async def test_records_and_metrics_carry_shifted_tokens():
+    from suggest_ls.metrics import Metrics
+
+    class Shifted(SlowEngine):
+        def submit(self, req: GenRequest, done: Callable[[GenResult], None]) -> FakeJob:
+            self.submitted.append(req)
+            done(GenResult("width * height", "done", prompt_tokens=40, cached_tokens=30, shifted_tokens=7))
+            return FakeJob()
+
+    c = completer(Shifted(), debounceMs=0)
+    metrics = Metrics(c.recorder)
+    got = await c.complete(req(1))
+    assert got.text == "width * height" and got.record is not None and got.record.shifted_tokens == 7
+    text = metrics.render({}).decode()
+    assert 'suggest_ls_tokens_total{kind="shifted"} 7.0' in text
+    assert 'suggest_ls_tokens_total{kind="cached"} 30.0' in text
