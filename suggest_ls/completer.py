@@ -308,12 +308,18 @@ class Completer:
             return self._empty(req, f"error: {result.error}", started, **timing)
         cleaned = clean(_whole_lines(result, block), cursor, rule)
         confidence = result.first_prob
+        fits = False  # known to keep the code well-formed (reranking checks its candidates)
         if self._reranks(req) and not block and not self.template.fim and _follow(cursor, 0):
             ranked = await self._rerank(state, req, cursor, rule, gen, cleaned, generation, timing)
             if ranked is None:
                 return self._empty(req, "superseded", started, **timing)
-            cleaned, confidence = ranked
-        if checking and cleaned.text and syntax.breaks(req.text, req.offset, cleaned.text, cleaned.replace):
+            cleaned, confidence, fits = ranked
+        if (
+            checking
+            and cleaned.text
+            and not fits
+            and syntax.breaks(req.text, req.offset, cleaned.text, cleaned.replace)
+        ):
             fitted = await self._alternative(state, req, cursor, rule, gen, result, generation, timing)
             if fitted is None:
                 return self._empty(req, "superseded", started, **timing)
@@ -386,11 +392,12 @@ class Completer:
         greedy: Cleaned,
         generation: int,
         timing: dict[str, float | int],
-    ) -> tuple[Cleaned, float] | None:
+    ) -> tuple[Cleaned, float, bool] | None:
         """Sample more lines and keep the one under which the code after the cursor is likeliest.
 
         The score is log p(line + the next lines | prompt): InCoder's left-to-right reranking. The
-        confidence is the share of samples (greedy included) that wrote the chosen line.
+        confidence is the share of samples (greedy included) that wrote the chosen line; the flag says
+        the line was checked and keeps the code well-formed (Python).
         """
         votes: dict[str, int] = {}
         found: dict[str, Cleaned] = {}
@@ -414,7 +421,7 @@ class Completer:
         total = self.settings.candidates + 1
         if len(found) <= 1:
             best = next(iter(found.values()), greedy)
-            return best, votes.get(best.text, 0) / total
+            return best, votes.get(best.text, 0) / total, bool(found) and checking
         scores: dict[str, float] = {}
         for text, cleaned in found.items():
             follow = _follow(cursor, cleaned.replace)
@@ -428,7 +435,7 @@ class Completer:
             scores[text] = result.score
         best_text = max(scores, key=lambda t: scores[t])
         log.debug("reranked %d candidates: %s", len(scores), sorted(scores.values(), reverse=True))
-        return found[best_text], votes[best_text] / total
+        return found[best_text], votes[best_text] / total, checking
 
     async def _alternative(
         self,
