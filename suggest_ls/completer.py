@@ -118,6 +118,21 @@ class _DocState:
     extra_at: float = 0.0
 
 
+def after_answer(fn: Callable[..., object], *args: object) -> None:
+    """Run bookkeeping (records, log lines, prefetch) once the current request's answer is out.
+
+    The request handler's task returns within the current loop step and its answer is written by
+    the task's done callback, scheduled then; two hops of ``call_soon`` run ``fn`` after it. Without
+    a running loop ``fn`` runs at once.
+    """
+    try:
+        loop = asyncio.get_running_loop()
+    except RuntimeError:
+        fn(*args)
+        return
+    loop.call_soon(loop.call_soon, fn, *args)
+
+
 def adaptive_debounce(interval_ms: float, last_char: str = "") -> float:
     """Debounce in ms from the typing rhythm: a short wait only inside a word typed fast.
 
@@ -155,7 +170,11 @@ class Completer:
         self._trace_file: TextIO | None = None
 
     def _add(self, record: Record) -> None:
-        """Keep a request's record; also append it to the ``SUGGEST_LS_TRACE`` JSONL file when set."""
+        """Keep a request's record, after its answer has gone out (see ``after_answer``)."""
+        after_answer(self._keep, record)
+
+    def _keep(self, record: Record) -> None:
+        """Store a record; also append it to the ``SUGGEST_LS_TRACE`` JSONL file when set."""
         self.recorder.add(record)
         if not self._trace:
             return
@@ -187,7 +206,7 @@ class Completer:
         extra.setdefault("version", req.version)
         record = Record(uri=req.uri, outcome=reason, total_ms=(time.perf_counter() - started) * 1000, **extra)  # type: ignore[arg-type]
         self._add(record)
-        log.info("no suggestion for %s v%d: %s", req.uri, req.version, reason)
+        after_answer(log.info, "no suggestion for %s v%d: %s", req.uri, req.version, reason)
         return Suggestion(reason=reason, record=record)
 
     async def complete(self, req: CompletionRequest) -> Suggestion:
@@ -333,7 +352,8 @@ class Completer:
         timing["confidence"] = round(confidence, 4)
         record = Record(uri=req.uri, outcome="shown", total_ms=(time.perf_counter() - started) * 1000, **timing)  # type: ignore[arg-type]
         self._add(record)
-        log.info(
+        after_answer(
+            log.info,
             "suggestion for %s v%d: %d chars in %.0f ms (prompt %d tokens, %d cached, %d evaluated, %d generated; "
             "reranking %d jobs, %d tokens)",
             req.uri,
@@ -348,7 +368,7 @@ class Completer:
             timing.get("rerank_tokens", 0),
         )
         if s.prefetch:
-            self._prefetch(state, req, cleaned)
+            after_answer(self._prefetch, state, req, cleaned)
         return Suggestion(cleaned.text, cleaned.replace, record=record, prompt=gen.prompt, raw=result.text)
 
     async def _run(self, state: _DocState, req: GenRequest, generation: int) -> GenResult | None:

@@ -251,7 +251,7 @@ class ServerArm:
         result = await self.client.request("textDocument/inlineCompletion", params, timeout=600)
         ms = (time.perf_counter() - started) * 1000
         items = (result or {}).get("items", []) if isinstance(result, dict) else (result or [])
-        record = self._last_record()
+        record = await self._record_of(self.uri, self.version)
         out = Outcome(ms=ms, reason=str(record.get("outcome", "")))
         out.tokens_evaluated = int(record.get("evaluated_tokens", 0))
         out.tokens_generated = int(record.get("generated_tokens", 0))
@@ -270,21 +270,37 @@ class ServerArm:
         out.program = edited + "\n" + task.test + f"\ncheck({task.entry_point})\n"
         return out
 
-    def _last_record(self) -> dict[str, Any]:
-        """The server's record of the latest request (from its trace file)."""
+    async def _record_of(self, uri: str, version: int, timeout: float = 2.0) -> dict[str, Any]:
+        """The server's record of the request at ``uri`` v``version`` (from its trace file, which the
+        server writes once the answer is out); the latest record when none matches by ``timeout``."""
+        deadline = time.perf_counter() + timeout
+        latest: dict[str, Any] = {}
+        while True:
+            for record in self._new_records():
+                latest = record
+                if record.get("uri") == uri and record.get("version") == version:
+                    return record
+            if time.perf_counter() > deadline:
+                return latest
+            await asyncio.sleep(0.005)
+
+    def _new_records(self) -> list[dict[str, Any]]:
+        """Whole records the trace file gained since the last call."""
         try:
             with self.trace.open(encoding="utf-8") as f:
                 f.seek(self._trace_pos)
-                lines = f.read().splitlines()
-                self._trace_pos = f.tell()
+                data = f.read()
         except OSError:
-            return {}
-        for line in reversed(lines):
+            return []
+        end = data.rfind("\n") + 1  # a line still being written is read next time
+        self._trace_pos += len(data[:end].encode("utf-8"))
+        out = []
+        for line in data[:end].splitlines():
             try:
-                return dict(json.loads(line))
+                out.append(dict(json.loads(line)))
             except ValueError:
                 continue
-        return {}
+        return out
 
     async def close(self) -> None:
         """Shut the server down."""

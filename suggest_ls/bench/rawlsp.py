@@ -237,12 +237,20 @@ class RawServer:
         """The process is still running."""
         return self.proc.poll() is None
 
-    def log_text(self) -> str:
-        """The server's log so far."""
-        try:
-            return self.log_path.read_text(encoding="utf-8", errors="replace")
-        except OSError:
-            return ""
+    def log_text(self, wait_for: str = "", timeout: float = 5.0) -> str:
+        """The server's log so far; with ``wait_for``, once it holds that text (or after ``timeout``).
+
+        The server writes its log from a thread, and a request's log line after its answer.
+        """
+        deadline = time.monotonic() + timeout
+        while True:
+            try:
+                text = self.log_path.read_text(encoding="utf-8", errors="replace")
+            except OSError:
+                text = ""
+            if not wait_for or wait_for in text or time.monotonic() > deadline:
+                return text
+            time.sleep(0.02)
 
     def tail_log(self, n: int = 30) -> str:
         """The last lines of the server log and of its stderr."""

@@ -43,7 +43,9 @@ def test_lifecycle_order_and_shutdown_mid_generation_within_a_second():
         # a client quirk in the capabilities (1 for true) does not lock it out
         quirky = {**CAPABILITIES, "workspace": {"configuration": 1}}
         srv.initialize(dict(OPTIONS, maxTokensMultiline=2048, multiline="always"), capabilities=quirky)
-        assert "initialize accepted although its params do not fit" in srv.log_text()
+        assert "initialize accepted although its params do not fit" in srv.log_text(
+            "initialize accepted although its params do not fit"
+        )
         assert srv.document_state("file:///tmp/early.py") is None
         assert srv.call("initialize", {"processId": None, "capabilities": {}})["error"]["code"] == -32600
         proc = psutil.Process(srv.proc.pid)
@@ -99,7 +101,7 @@ def test_exit_when_the_editor_process_dies_or_the_pipe_closes():
         started = time.perf_counter()
         assert gone_within(srv, 3.0) == 1, srv.tail_log()
         assert time.perf_counter() - started < 1.5  # pidfd: no polling delay
-        assert f"parent process {editor.pid} is gone" in srv.log_text()
+        assert f"parent process {editor.pid} is gone" in srv.log_text(f"parent process {editor.pid} is gone")
     finally:
         editor.kill()
         srv.kill()
@@ -117,7 +119,7 @@ def test_exit_when_the_editor_process_dies_or_the_pipe_closes():
         assert srv.proc.stdin is not None
         srv.proc.stdin.close()
         assert gone_within(srv, 3.0) == 1
-        assert "input closed" in srv.log_text()
+        assert "input closed" in srv.log_text("input closed")
     finally:
         srv.kill()
 

@@ -158,6 +158,21 @@ async def test_records_and_metrics_carry_shifted_tokens():
     metrics = Metrics(c.recorder)
     got = await c.complete(req(1))
     assert got.text == "width * height" and got.record is not None and got.record.shifted_tokens == 7
+    await asyncio.sleep(0.01)  # records are stored once the answer is out
     text = metrics.render({}).decode()
     assert 'suggest_ls_tokens_total{kind="shifted"} 7.0' in text
     assert 'suggest_ls_tokens_total{kind="cached"} 30.0' in text
+
+
+async def test_bookkeeping_waits_until_the_answer_is_out():
+    fake = SlowEngine(delay_s=0.0)
+    c = completer(fake, debounceMs=0)
+    seen_at_answer: list[int] = []
+    task = asyncio.ensure_future(c.complete(req(1)))
+    # the server writes the answer in the task's done callback, as pygls does
+    task.add_done_callback(lambda _: seen_at_answer.append(len(c.recorder.recent())))
+    answer = await task
+    assert answer.text and answer.record is not None
+    assert seen_at_answer == [0]  # the record was not yet stored when the answer went out
+    await asyncio.sleep(0.01)
+    assert [r.outcome for r in c.recorder.recent()] == ["shown"]
