@@ -187,6 +187,8 @@ async def _load(model: str, settings_raw: dict[str, object]):  # type: ignore[no
             parallel=settings.parallel,
             threads=settings.threads,
             gpu_layers=settings.gpu_layers,
+            batch_window_ms=settings.batch_window_ms,
+            draft_tokens=settings.draft_tokens,
         )
     ).start()
     info = await asyncio.wrap_future(engine.ready)

@@ -7,8 +7,9 @@ has dropped its first lines): those are moved down into place (cache reuse by sh
 active job advances by one token per ``llama_decode`` call. Prompts are evaluated in chunks of at
 most ``prefill_chunk`` tokens a step (shortest first), so a long prompt never holds up the others
 for long. Cancel flags are checked between decode steps. With
-``draft_tokens`` > 0 a generating job also feeds tokens drafted from its own prompt (the tokens
-that followed the last earlier occurrence of its latest n-gram) and keeps those the model agrees with.
+``draft_tokens`` > 0 a job generating alone also feeds tokens drafted from its own prompt (the
+tokens that followed the last earlier occurrence of its latest n-gram) and keeps those the model
+agrees with.
 """
 
 from __future__ import annotations
@@ -664,10 +665,13 @@ class Engine:
         cap = self.config.n_batch
         n = 0
         outputs: list[tuple[Slot, int, list[int]]] = []  # slot, index of its first logits, drafts fed
+        # Drafts ride along only when one job generates: on a CPU a step of a few more tokens costs
+        # little next to its weight reads, but several jobs already fill the step.
+        lone = sum(1 for s in self._slots if s.job and not s.job.todo and s.job.next_token >= 0) == 1
         for slot in self._slots:
             job = slot.job
             if job and not job.todo and job.next_token >= 0:
-                drafts = self._drafts(job, cap - n - 1)
+                drafts = self._drafts(job, cap - n - 1) if lone else []
                 fed = [job.next_token, *drafts]
                 for tok in fed:
                     self._put(batch, n, tok, len(slot.tokens), slot.seq, True)

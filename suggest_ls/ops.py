@@ -40,6 +40,7 @@ RELOAD_KEYS = (
     "threads",
     "gpu_layers",
     "batch_window_ms",
+    "draft_tokens",
 )
 TICK_S = 1.0
 GPU_EVERY_TICKS = 5
@@ -135,6 +136,7 @@ class Operations:
             threads=s.threads,  # 0: the engine tunes between half and all cores
             gpu_layers=s.gpu_layers,
             batch_window_ms=s.batch_window_ms,
+            draft_tokens=s.draft_tokens,
         )
 
     def _wanted_key(self) -> tuple[Any, ...]:

@@ -28,6 +28,7 @@ class Settings:
     generation_budget_ms: int = 200
     debounce_ms: int = -1
     batch_window_ms: int = 30
+    draft_tokens: int = 0
     prompt_tokens: int = 1024
     suffix_share: float = 0.25
     multiline: str = "auto"
@@ -131,6 +132,14 @@ OPTIONS: tuple[Option, ...] = (
         int,
         "How long the engine waits to pack requests that are about to arrive into one batch.",
         lambda v: 0 <= v <= 1000,
+    ),
+    Option(
+        "draftTokens",
+        "draft_tokens",
+        int,
+        "Tokens drafted from the document and checked in the same decode step as a lone generating "
+        "request's next token (speculative decoding by prompt lookup; the text is the same); 0 turns it off.",
+        lambda v: 0 <= v <= 16,
     ),
     Option(
         "promptTokens",
