@@ -39,6 +39,7 @@ TYPE_THROUGH_CHARS = 128
 SAMPLE_TEMPERATURE = 0.8  # candidates for reranking
 FOLLOW_LINES = 2  # non-blank lines after the cursor that rank the candidates
 FOLLOW_CHARS = 240
+EARLY_POLL_S = 0.01  # after the line budget, how often to look for a first whole word
 EXTRA_REFRESH_S = 120.0  # extra context is chosen again at most this often when the window moves
 
 
@@ -100,6 +101,9 @@ class _Running:
     cursor: Cursor
     rule: StopRule
     adopted: bool = False  # a newer request waits for it instead of cancelling it
+    continued: bool = False  # answered early with its first words (``lineBudgetMs``); its line goes on
+    early: _Shown | None = None  # those first words, while they are the document's shown suggestion
+    adopter: int = 0  # the request generation that adopted it last
 
 
 @dataclass
@@ -159,6 +163,8 @@ class Completer:
         self.recorder = recorder or Recorder()
         self._docs: dict[str, _DocState] = {}
         self.reason_hook: Callable[[str, str], None] | None = None
+        # Told (uri, version) when a line answered early is complete: the client may ask again.
+        self.refresh_hook: Callable[[str, int], None] | None = None
         self.ring = ChunkRing()
         # Other open documents as (uri, text); the server sets it.
         self.documents: Callable[[], Iterable[tuple[str, str]]] | None = None
@@ -222,6 +228,9 @@ class Completer:
         state.generation += 1
         generation = state.generation
         adopt = self._adoptable(state, req)
+        for entry in state.running:
+            if entry.continued and entry is not adopt:  # a line answered early that the user left
+                entry.job.cancel.set()
         if state.job is not None:
             if adopt is None or adopt.job is not state.job:
                 state.job.cancel.set()
@@ -246,7 +255,7 @@ class Completer:
         self.ring.add(req.uri, req.text, req.offset)  # a place the user works at: context for other places
         hit = self._type_through(state, req)
         why = "" if hit is not None or req.manual else should_complete(cursor)
-        if adopt is not None and (hit is not None or why):
+        if adopt is not None and (why or (hit is not None and not adopt.continued)):
             adopt.job.cancel.set()  # adopted, but this request needs no generation after all
         if hit is not None:
             return self._cache_hit(req, hit, started)
@@ -302,16 +311,21 @@ class Completer:
         prefix_full = req.text[: req.offset]
         entry = _Running(prefix_full, cursor.suffix, future, job, cursor, rule)
         state.running.append(entry)
+        budget = s.line_budget_ms if not block and not req.manual else 0
+        early: Cleaned | None = None
         try:
-            await asyncio.wait([future, superseded], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+            early = await self._await_line(future, superseded, entry, budget)
         except asyncio.CancelledError:
             job.cancel.set()
             self._record_later(req, future, "cancelled by the client", started, waited)
             raise
         finally:
-            if state.job is job:
-                state.job = None
-            state.running.remove(entry)
+            if early is None:
+                if state.job is job:
+                    state.job = None
+                state.running.remove(entry)
+        if early is not None:
+            return self._answer_early(state, req, entry, early, started, waited)
         if not future.done():  # a newer request for this document: answer now, record the engine's work later
             if not entry.adopted:
                 job.cancel.set()
@@ -370,6 +384,100 @@ class Completer:
         if s.prefetch:
             after_answer(self._prefetch, state, req, cleaned)
         return Suggestion(cleaned.text, cleaned.replace, record=record, prompt=gen.prompt, raw=result.text)
+
+    async def _await_line(
+        self,
+        future: asyncio.Future[GenResult],
+        superseded: asyncio.Future[None],
+        entry: _Running,
+        budget_ms: int,
+        typed: str = "",
+    ) -> Cleaned | None:
+        """Wait for the generation or a newer request; None then. With a budget, once it has passed,
+        the whole words generated so far (cleaned) as soon as they go beyond ``typed``."""
+        timeout = budget_ms / 1000 if budget_ms > 0 else None
+        while True:
+            finished, _ = await asyncio.wait([future, superseded], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+            if finished:
+                return None
+            words = whole_words(_text_so_far(entry.job))
+            if words.strip():
+                cleaned = clean(words, entry.cursor, entry.rule)
+                if cleaned.text.startswith(typed) and cleaned.text[len(typed) :].strip():
+                    return Cleaned(cleaned.text, 0, cleaned.reason)
+            timeout = EARLY_POLL_S
+
+    def _answer_early(
+        self, state: _DocState, req: CompletionRequest, entry: _Running, early: Cleaned, started: float, waited: float
+    ) -> Suggestion:
+        """Show the first words of a line still being generated; the whole line replaces them in the
+        type-through cache when it is done (and the client is told to ask again)."""
+        self._continue(state, req, entry, early)
+        elapsed = (time.perf_counter() - started) * 1000
+        record = Record(
+            uri=req.uri,
+            outcome="shown",
+            total_ms=elapsed,
+            engine_ms=elapsed - waited,
+            version=req.version,
+            debounce_ms=waited,
+            early=True,
+        )
+        self._add(record)
+        after_answer(
+            log.info, "first words for %s v%d: %d chars in %.0f ms", req.uri, req.version, len(early.text), elapsed
+        )
+        return Suggestion(early.text, 0, record=record)
+
+    def _continue(self, state: _DocState, req: CompletionRequest, entry: _Running, early: Cleaned) -> None:
+        """Let a generation answered early go on; its whole line will replace ``early`` as the shown text."""
+        shown = _Shown(entry.prefix, entry.suffix, early.text, 0)
+        state.shown = shown
+        state.prefetched = None
+        if not entry.continued:
+            entry.continued = True
+            entry.future.add_done_callback(lambda f: self._line_done(state, entry, req, f))
+        entry.early = shown
+
+    def _continue_early(
+        self, state: _DocState, req: CompletionRequest, entry: _Running, early: Cleaned, typed: str
+    ) -> Suggestion:
+        """The rest of an adopted generation's first words, typed through or accepted so far."""
+        self._continue(state, req, entry, early)
+        log.info("first words for %s v%d from the generation still running", req.uri, req.version)
+        return Suggestion(early.text[len(typed) :], 0, cached=True)
+
+    def _line_done(
+        self, state: _DocState, entry: _Running, req: CompletionRequest, f: asyncio.Future[GenResult]
+    ) -> None:
+        """A line answered early is complete: it replaces its first words in the type-through cache,
+        and the client is told it may ask again (the first words again when the line was not kept)."""
+        if entry in state.running:
+            state.running.remove(entry)
+        if state.job is entry.job:
+            state.job = None
+        result = f.result()
+        if result.outcome != "done":
+            return
+        cleaned = clean(_whole_lines(result, False), entry.cursor, entry.rule)
+        shown = entry.early
+        why = ""
+        if shown is None or state.shown is not shown:
+            why = "another suggestion is shown"
+        elif not cleaned.text.startswith(shown.text) or cleaned.text == shown.text:
+            why = cleaned.reason or "it adds nothing to the first words"
+        elif self.settings.syntax_check and syntax.checks(req.language, req.uri):
+            if syntax.breaks(req.text, req.offset, cleaned.text, cleaned.replace):
+                why = syntax.BREAKS
+        if why:
+            log.info("whole line for %s v%d not kept: %s", req.uri, req.version, why)
+        else:
+            state.shown = _Shown(entry.prefix, entry.suffix, cleaned.text, cleaned.replace)
+            log.info(
+                "whole line for %s v%d: %d chars, in the type-through cache", req.uri, req.version, len(cleaned.text)
+            )
+        if self.refresh_hook is not None and (not why or state.shown is shown):
+            self.refresh_hook(req.uri, req.version)
 
     async def _run(self, state: _DocState, req: GenRequest, generation: int) -> GenResult | None:
         """One more engine job for the current request; None when a newer request arrived."""
@@ -566,31 +674,38 @@ class Completer:
             return None
         if req.text[req.offset : req.offset + len(entry.suffix)] != entry.suffix:
             return None
-        text_so_far = getattr(entry.job, "text", None)
-        partial = text_so_far() if callable(text_so_far) else ""
+        partial = _text_so_far(entry.job)
         partial = partial.lstrip() if not entry.cursor.line_prefix.strip() else partial
         if partial and not (partial.startswith(typed) or typed.startswith(partial)):
             return None
         entry.adopted = True
+        entry.adopter = state.generation
         return entry
 
     async def _reuse(
         self, state: _DocState, req: CompletionRequest, entry: _Running, superseded: asyncio.Future[None]
     ) -> Suggestion | None:
-        """Wait for an adopted generation; the rest of its line if it starts with what was typed."""
+        """Wait for an adopted generation; the rest of its line if it starts with what was typed (with a
+        line budget, the rest of its whole words so far once the budget has passed)."""
+        adopter = entry.adopter
+        typed = req.text[len(entry.prefix) : req.offset]
+        budget = self.settings.line_budget_ms if not entry.rule.multiline and not req.manual else 0
         try:
-            await asyncio.wait([entry.future, superseded], return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
+            early = await self._await_line(entry.future, superseded, entry, budget, typed)
         except asyncio.CancelledError:  # the client cancelled: nobody else waits for this job any more
-            entry.job.cancel.set()
+            if entry.adopter == adopter and not entry.continued:
+                entry.job.cancel.set()
             raise
+        if early is not None:
+            return self._continue_early(state, req, entry, early, typed)
         if not entry.future.done():
-            entry.job.cancel.set()
+            if entry.adopter == adopter and not entry.continued:  # no newer request waits for it
+                entry.job.cancel.set()
             return None
         result = entry.future.result()
         if result.outcome != "done":
             return None
         cleaned = clean(result.text, entry.cursor, entry.rule)
-        typed = req.text[len(entry.prefix) : req.offset]
         if not cleaned.text.startswith(typed) or not cleaned.text[len(typed) :].strip():
             return None
         state.shown = _Shown(entry.prefix, entry.suffix, cleaned.text, cleaned.replace)
@@ -665,6 +780,22 @@ class Completer:
             state.prefetch_job.cancel.set()  # the user went elsewhere: the prefetch is of no use
             state.prefetch_job = None
         return None
+
+
+def whole_words(text: str) -> str:
+    """The first line of ``text`` cut back to its last whole word: what a generation still running
+    can show (the last identifier or number may go on)."""
+    line = text.split("\n", 1)[0]
+    end = len(line)
+    while end > 0 and (line[end - 1].isalnum() or line[end - 1] == "_"):
+        end -= 1
+    return line[:end]
+
+
+def _text_so_far(job: Handle) -> str:
+    """What a running job has generated so far ("" for backends that cannot tell)."""
+    text = getattr(job, "text", None)
+    return text() if callable(text) else ""
 
 
 def _remainder(shown: _Shown | None, req: CompletionRequest) -> Suggestion | None:

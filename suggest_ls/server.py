@@ -57,6 +57,7 @@ from suggest_ls.stats import Record, Recorder
 log = logging.getLogger(__name__)
 STATUS_METHOD = "suggest/status"
 STATUS_NOTIFICATION = "suggest/didChangeStatus"
+REFRESH_NOTIFICATION = "suggest/refresh"  # a whole line waits where first words were shown: ask again
 RELOAD_METHOD = "suggest/reloadModel"
 # The inline item's command: arguments [{"id", "uri", "length"}]; editors run it when the item is accepted.
 ACCEPTED_COMMAND = "suggestLs.accepted"
@@ -629,6 +630,17 @@ class SuggestServer(LanguageServer):
         except Exception as exc:  # no transport yet
             log.debug("status notification not sent: %s", exc)
 
+    def refresh_suggestion(self, uri: str, version: int) -> None:
+        """Send ``suggest/refresh`` when the rest of a line answered early is ready and the document has
+        not changed since: an editor asks again and gets the whole line from the cache."""
+        doc = self.documents.get(uri)
+        if doc is None or doc.version != version:
+            return
+        try:
+            self.protocol.notify(REFRESH_NOTIFICATION, {"uri": uri, "version": version})
+        except Exception as exc:  # no transport any more
+            log.debug("refresh notification not sent: %s", exc)
+
     def show(self, level: str, message: str) -> None:
         """``window/showMessage`` at ``level`` (error, warning, info)."""
         try:
@@ -691,6 +703,8 @@ class SuggestServer(LanguageServer):
             return None
         if completer.documents is None:  # extra context: the heads of the other open documents
             completer.documents = self.document_heads
+        if completer.refresh_hook is None:
+            completer.refresh_hook = self.refresh_suggestion
         version = doc.version
         self.protocol.watch_stale(uri, doc, version)
         req = CompletionRequest(uri, version, doc.text, offset, doc.language_id, manual)

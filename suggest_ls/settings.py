@@ -26,9 +26,10 @@ class Settings:
     max_tokens: int = 48
     max_tokens_multiline: int = 96
     generation_budget_ms: int = 200
+    line_budget_ms: int = 0
     debounce_ms: int = -1
     batch_window_ms: int = 30
-    draft_tokens: int = 0
+    draft_tokens: int = 4
     prompt_tokens: int = 1024
     suffix_share: float = 0.25
     multiline: str = "auto"
@@ -117,6 +118,16 @@ OPTIONS: tuple[Option, ...] = (
         "Multi-line suggestions while typing stop generating this many ms after their first token and "
         "show the lines complete by then (single lines run to their end; invoked requests are not limited); "
         "0 turns it off.",
+        lambda v: 0 <= v <= 60000,
+    ),
+    Option(
+        "lineBudgetMs",
+        "line_budget_ms",
+        int,
+        "Single-line suggestions while typing are answered this many ms after the model starts with "
+        "the whole words written by then; the line goes on, and the next request (typing through, "
+        "accepting, or asking again after the server's suggest/refresh) gets the rest; 0 waits for the "
+        "whole line.",
         lambda v: 0 <= v <= 60000,
     ),
     Option(

@@ -43,6 +43,8 @@ class Record:
     # How sure the model was of what was shown: the share of samples agreeing with it when candidates
     # were reranked, else the first token's probability (-1: nothing was generated).
     confidence: float = -1.0
+    # Answered with the first words of a line still being generated (the ``lineBudgetMs`` setting).
+    early: bool = False
 
     def as_dict(self) -> dict[str, object]:
         """Plain dict for JSON."""

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import Future
 
 import pytest
 
 from suggest_ls.clean import StopRule
-from suggest_ls.completer import Completer, CompletionRequest, _whole_lines
+from suggest_ls.completer import Completer, CompletionRequest, _whole_lines, whole_words
 from suggest_ls.engine import Engine, GenRequest, GenResult
 from suggest_ls.prompt import FAMILIES
 from suggest_ls.settings import resolve
@@ -81,3 +82,91 @@ async def test_only_blocks_while_typing_get_the_budget(engine, text, manual, bud
     got = await c.complete(CompletionRequest("file:///b.py", 1, text, len(text), "python", manual))
     assert got.record is not None and backend.jobs
     assert backend.jobs[0].budget_ms == budget
+
+
+@pytest.mark.parametrize(
+    ("text", "kept"),
+    [
+        ('print("one two thr', 'print("one two '),  # the last word may go on
+        ("x = foo(bar, ", "x = foo(bar, "),  # ends between words: all of it
+        ("return value_", "return "),  # an identifier with its underscore
+        ("total = 12", "total = "),  # a number may go on too
+        ("done\nnext", ""),  # only the first line counts, and its last word may go on
+        ("", ""),
+    ],
+)
+def test_whole_words_of_a_line_still_being_written(text, kept):
+    assert whole_words(text) == kept
+
+
+# A line the model completes the same way every time, long enough to outlast a few ms of budget.
+LIST = (
+    'first = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda"]\n'
+    'second = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda"]\n'
+    "third = ["
+)
+
+
+class Outcomes(Recording):
+    def __init__(self, engine: Engine) -> None:
+        super().__init__(engine)
+        self.outcomes: list[str] = []
+
+    def submit(self, req, done):  # type: ignore[no-untyped-def]
+        def record(result: GenResult) -> None:
+            self.outcomes.append(result.outcome)
+            done(result)
+
+        return super().submit(req, record)
+
+
+def budget_completer(engine: Engine, budget: int) -> tuple[Completer, Outcomes]:
+    settings, messages = resolve({"temperature": 0, "debounceMs": 0, "lineBudgetMs": budget})
+    assert not messages
+    backend = Outcomes(engine)
+    return Completer(backend, FAMILIES["plain"], settings), backend
+
+
+async def test_a_line_budget_shows_the_first_words_and_keeps_the_whole_line_for_the_next_request(engine):
+    uri = "file:///line-budget.py"
+    plain, _ = budget_completer(engine, 0)
+    full = await plain.complete(CompletionRequest(uri, 1, LIST, len(LIST), "python"))
+    assert len(full.text) >= 30 and full.record is not None and not full.record.early
+
+    c, backend = budget_completer(engine, 1)
+    refreshed: list[tuple[str, int]] = []
+    c.refresh_hook = lambda u, v: refreshed.append((u, v))
+    first = await c.complete(CompletionRequest(uri, 1, LIST, len(LIST), "python"))
+    assert first.record is not None and first.record.early
+    assert first.text and len(first.text) < len(full.text) and full.text.startswith(first.text)
+    for _ in range(400):  # the line goes on after the answer
+        if refreshed:
+            break
+        await asyncio.sleep(0.025)
+    assert refreshed == [(uri, 1)] and backend.outcomes == ["done"]
+    # the editor asks again at the same place: the whole line, from the cache
+    again = await c.complete(CompletionRequest(uri, 2, LIST, len(LIST), "python"))
+    assert again.cached and again.text == full.text
+    # or it accepts the first words: the rest of the line, from the cache
+    accepted = LIST + first.text
+    rest = await c.complete(CompletionRequest(uri, 3, accepted, len(accepted), "python"))
+    assert rest.cached and first.text + rest.text == full.text
+    assert len(backend.jobs) == 1
+
+
+async def test_typing_through_the_first_words_keeps_the_line_going_and_leaving_stops_it(engine):
+    uri = "file:///line-budget-typed.py"
+    c, backend = budget_completer(engine, 1)
+    first = await c.complete(CompletionRequest(uri, 1, LIST, len(LIST), "python"))
+    assert first.record is not None and first.record.early and len(first.text) >= 2
+    typed = LIST + first.text[0]  # one character of the words shown
+    through = await c.complete(CompletionRequest(uri, 2, typed, len(typed), "python"))
+    assert through.cached and (first.text[0] + through.text).startswith(first.text)
+    assert backend.outcomes == []  # the line still goes on
+    elsewhere = LIST[:-1] + "0\n"  # the user changed the line instead
+    await c.complete(CompletionRequest(uri, 3, elsewhere, len(elsewhere), "python"))
+    for _ in range(400):
+        if backend.outcomes:
+            break
+        await asyncio.sleep(0.025)
+    assert backend.outcomes[0] == "cancelled"

@@ -13,6 +13,7 @@ import { detailLines, type ServerStatus, type StatusChange, statusView } from ".
 
 const STATUS_REQUEST = "suggest/status";
 const STATUS_NOTIFICATION = "suggest/didChangeStatus";
+const LINE_READY_NOTIFICATION = "suggest/refresh";
 const REFRESH_MS = 10_000;
 
 type Action = vscode.QuickPickItem & { run?: () => unknown };
@@ -87,6 +88,14 @@ class SuggestExtension implements vscode.Disposable {
     client.onNotification(STATUS_NOTIFICATION, (change: StatusChange) => {
       this.setState(change.state, change.reason ?? "");
       void this.refresh();
+    });
+    // The first words of a line were shown while the model wrote the rest: ask again for the whole
+    // line (the server answers from its cache) if the document is still as it was.
+    client.onNotification(LINE_READY_NOTIFICATION, (ready: { uri: string; version: number }) => {
+      const editor = vscode.window.activeTextEditor;
+      if (editor && editor.document.uri.toString() === ready.uri && editor.document.version === ready.version) {
+        void vscode.commands.executeCommand("editor.action.inlineSuggest.trigger");
+      }
     });
     this.client = client;
     this.setState("starting", `${cmd.command} ${cmd.args.join(" ")}`);

@@ -9,6 +9,7 @@ local M = {}
 local NAME = "suggest_ls"
 local STATUS_METHOD = "suggest/status"
 local STATUS_NOTIFICATION = "suggest/didChangeStatus"
+local LINE_READY_NOTIFICATION = "suggest/refresh"
 
 --- Options of `setup()`; every field may be overridden.
 M.defaults = {
@@ -45,6 +46,23 @@ local function on_status(_, params, ctx)
     M.state[ctx.client_id] = { state = params.state, reason = params.reason }
     vim.api.nvim_exec_autocmds("User", { pattern = "SuggestLsStatus", modeline = false, data = params })
   end
+end
+
+--- Handler for `suggest/refresh`: the first words of a line were shown while the model wrote the
+--- rest; in the buffer still at that version, in insert mode, ask again (the server answers from its cache).
+local function on_line_ready(_, params, _)
+  if type(params) ~= "table" or type(params.uri) ~= "string" or not vim.lsp.inline_completion then
+    return
+  end
+  local bufnr = vim.uri_to_bufnr(params.uri)
+  if bufnr ~= vim.api.nvim_get_current_buf() or not vim.api.nvim_get_mode().mode:match("^i") then
+    return
+  end
+  if vim.lsp.util.buf_versions[bufnr] ~= params.version then
+    return
+  end
+  -- inline completion asks on CursorMovedI (after its own 200 ms debounce)
+  vim.api.nvim_exec_autocmds("CursorMovedI", { buffer = bufnr, modeline = false })
 end
 
 --- Attach: turn on inline completion (Neovim 0.12+) or, on 0.11, the completion-menu fallback.
@@ -196,7 +214,7 @@ function M.setup(opts)
     end,
     init_options = { suggestLs = section },
     settings = { suggestLs = section },
-    handlers = { [STATUS_NOTIFICATION] = on_status },
+    handlers = { [STATUS_NOTIFICATION] = on_status, [LINE_READY_NOTIFICATION] = on_line_ready },
     on_attach = on_attach,
   })
   vim.lsp.enable(NAME)
