@@ -30,7 +30,7 @@ from suggest_ls.context import (
 from suggest_ls.engine import GenRequest, GenResult
 from suggest_ls.prompt import Template, build_prompt
 from suggest_ls.settings import Settings
-from suggest_ls.stats import Record, Recorder
+from suggest_ls.stats import LINE_FINISHED, Record, Recorder
 
 log = logging.getLogger(__name__)
 MAX_DOCUMENT_CHARS = 4_000_000
@@ -39,6 +39,8 @@ TYPE_THROUGH_CHARS = 128
 SAMPLE_TEMPERATURE = 0.8  # candidates for reranking
 FOLLOW_LINES = 2  # non-blank lines after the cursor that rank the candidates
 FOLLOW_CHARS = 240
+DUPLICATES = "duplicates "  # the start of clean's reasons for a line that repeats the code after it
+AUTO_LINE_BUDGET_MS = 200  # ``lineBudgetMs: -1`` for clients that follow suggest/refresh
 EARLY_POLL_S = 0.01  # after the line budget, how often to look for a first whole word
 EXTRA_REFRESH_S = 120.0  # extra context is chosen again at most this often when the window moves
 
@@ -103,6 +105,8 @@ class _Running:
     adopted: bool = False  # a newer request waits for it instead of cancelling it
     continued: bool = False  # answered early with its first words (``lineBudgetMs``); its line goes on
     early: _Shown | None = None  # those first words, while they are the document's shown suggestion
+    gen: GenRequest | None = None  # what was asked of the engine
+    generation: int = 0  # the request generation it was asked for
     adopter: int = 0  # the request generation that adopted it last
 
 
@@ -120,6 +124,10 @@ class _DocState:
     extra: tuple[Chunk, ...] = ()
     extra_key: str = ""
     extra_at: float = 0.0
+    latest: CompletionRequest | None = None  # the document's latest request
+    # first words whose whole line was not kept: a request on them is answered empty at once
+    withdrawn: _Shown | None = None
+    withdrawn_reason: str = ""
 
 
 def after_answer(fn: Callable[..., object], *args: object) -> None:
@@ -173,6 +181,7 @@ class Completer:
         self.last_prompt = ""  # the latest prompt and raw model text, for ``complete --explain``
         self.last_raw = ""
         self._trace = os.environ.get("SUGGEST_LS_TRACE", "")
+        self._tasks: set[asyncio.Future[None]] = set()  # lines answered early, being finished
         self._trace_file: TextIO | None = None
 
     def _add(self, record: Record) -> None:
@@ -225,6 +234,7 @@ class Completer:
             gap = (now - state.last_request) * 1000
             state.interval_ms = 0.7 * state.interval_ms + 0.3 * min(gap, 1000.0)
         state.last_request = now
+        state.latest = req
         state.generation += 1
         generation = state.generation
         adopt = self._adoptable(state, req)
@@ -259,6 +269,10 @@ class Completer:
             adopt.job.cancel.set()  # adopted, but this request needs no generation after all
         if hit is not None:
             return self._cache_hit(req, hit, started)
+        if _remainder(state.withdrawn, req) is not None:
+            if adopt is not None:
+                adopt.job.cancel.set()
+            return self._empty(req, state.withdrawn_reason, started)
         if why:
             return self._empty(req, why, started)
         if adopt is not None:
@@ -309,9 +323,9 @@ class Completer:
         job = self.backend.submit(gen, done)
         state.job = job
         prefix_full = req.text[: req.offset]
-        entry = _Running(prefix_full, cursor.suffix, future, job, cursor, rule)
+        entry = _Running(prefix_full, cursor.suffix, future, job, cursor, rule, gen=gen, generation=generation)
         state.running.append(entry)
-        budget = s.line_budget_ms if not block and not req.manual else 0
+        budget = self._line_budget() if not block and not req.manual else 0
         early: Cleaned | None = None
         try:
             early = await self._await_line(future, superseded, entry, budget)
@@ -347,13 +361,16 @@ class Completer:
             if ranked is None:
                 return self._empty(req, "superseded", started, **timing)
             cleaned, confidence, fits = ranked
-        if (
+        # a line that breaks the code, or that repeats the code after the cursor: another start may fit
+        repeats = checking and not cleaned.text and cleaned.reason.startswith(DUPLICATES)
+        if repeats or (
             checking
             and cleaned.text
             and not fits
             and syntax.breaks(req.text, req.offset, cleaned.text, cleaned.replace)
         ):
-            fitted = await self._alternative(state, req, cursor, rule, gen, result, generation, timing)
+            why = cleaned.reason if repeats else syntax.BREAKS
+            fitted = await self._alternative(state, req, cursor, rule, gen, result, generation, timing, why)
             if fitted is None:
                 return self._empty(req, "superseded", started, **timing)
             cleaned, confidence = fitted
@@ -407,6 +424,13 @@ class Completer:
                     return Cleaned(cleaned.text, 0, cleaned.reason)
             timeout = EARLY_POLL_S
 
+    def _line_budget(self) -> int:
+        """The ``lineBudgetMs`` in force: -1 gives first words only to clients that ask again."""
+        budget = self.settings.line_budget_ms
+        if budget >= 0:
+            return budget
+        return AUTO_LINE_BUDGET_MS if self.refresh_hook is not None else 0
+
     def _answer_early(
         self, state: _DocState, req: CompletionRequest, entry: _Running, early: Cleaned, started: float, waited: float
     ) -> Suggestion:
@@ -450,34 +474,76 @@ class Completer:
     def _line_done(
         self, state: _DocState, entry: _Running, req: CompletionRequest, f: asyncio.Future[GenResult]
     ) -> None:
-        """A line answered early is complete: it replaces its first words in the type-through cache,
-        and the client is told it may ask again (the first words again when the line was not kept)."""
+        """A line answered early is complete: finish it as any line is finished (``_finish_line``)."""
         if entry in state.running:
             state.running.remove(entry)
         if state.job is entry.job:
             state.job = None
         result = f.result()
-        if result.outcome != "done":
+        if result.outcome != "done" or entry.early is None or state.shown is not entry.early:
+            self._add(Record(uri=req.uri, outcome=LINE_FINISHED, **_timing(result, req.version, 0.0)))  # type: ignore[arg-type]
             return
+        task = asyncio.ensure_future(self._finish_line(state, entry, req, result))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _finish_line(self, state: _DocState, entry: _Running, req: CompletionRequest, result: GenResult) -> None:
+        """The whole line replaces its first words as the shown suggestion after the checks any line
+        gets (syntax, then the alternatives), or the first words are withdrawn (the next request there
+        is answered empty at once); then the client is told it may ask again."""
+        early = entry.early
+        assert early is not None
+        timing = _timing(result, req.version, 0.0)
+        try:
+            await self._finish_line_checks(state, entry, req, result, early, timing)
+        finally:
+            self._add(Record(uri=req.uri, outcome=LINE_FINISHED, **timing))  # type: ignore[arg-type]
+
+    async def _finish_line_checks(
+        self,
+        state: _DocState,
+        entry: _Running,
+        req: CompletionRequest,
+        result: GenResult,
+        early: _Shown,
+        timing: dict[str, float | int],
+    ) -> None:
         cleaned = clean(_whole_lines(result, False), entry.cursor, entry.rule)
-        shown = entry.early
-        why = ""
-        if shown is None or state.shown is not shown:
-            why = "another suggestion is shown"
-        elif not cleaned.text.startswith(shown.text) or cleaned.text == shown.text:
-            why = cleaned.reason or "it adds nothing to the first words"
-        elif self.settings.syntax_check and syntax.checks(req.language, req.uri):
-            if syntax.breaks(req.text, req.offset, cleaned.text, cleaned.replace):
-                why = syntax.BREAKS
-        if why:
-            log.info("whole line for %s v%d not kept: %s", req.uri, req.version, why)
-        else:
+        checking = self.settings.syntax_check and syntax.checks(req.language, req.uri)
+        repeats = checking and not cleaned.text and cleaned.reason.startswith(DUPLICATES)
+        breaks = (
+            checking and bool(cleaned.text) and bool(syntax.breaks(req.text, req.offset, cleaned.text, cleaned.replace))
+        )
+        if repeats or breaks:
+            why = cleaned.reason if repeats else syntax.BREAKS
+            cleaned = Cleaned(reason=why)
+            if self.settings.alternatives and state.generation == entry.generation and entry.gen is not None:
+                fitted = await self._alternative(
+                    state, req, entry.cursor, entry.rule, entry.gen, result, entry.generation, timing, why
+                )
+                if fitted is not None:
+                    cleaned = fitted[0]
+        if state.shown is not early:
+            return  # another suggestion is shown by now
+        if cleaned.text:
             state.shown = _Shown(entry.prefix, entry.suffix, cleaned.text, cleaned.replace)
             log.info(
                 "whole line for %s v%d: %d chars, in the type-through cache", req.uri, req.version, len(cleaned.text)
             )
-        if self.refresh_hook is not None and (not why or state.shown is shown):
-            self.refresh_hook(req.uri, req.version)
+        else:
+            state.shown, state.withdrawn = None, early
+            state.withdrawn_reason = cleaned.reason or "empty after cleaning"
+            log.info(
+                "whole line for %s v%d not shown: %s; first words withdrawn",
+                req.uri,
+                req.version,
+                state.withdrawn_reason,
+            )
+        # the editor may ask again where the user is now, if that is still on the suggestion
+        latest = state.latest or req
+        here = state.shown if state.shown is not None else state.withdrawn
+        if self.refresh_hook is not None and _remainder(here, latest) is not None:
+            self.refresh_hook(latest.uri, latest.version)
 
     async def _run(self, state: _DocState, req: GenRequest, generation: int) -> GenResult | None:
         """One more engine job for the current request; None when a newer request arrived."""
@@ -575,10 +641,12 @@ class Completer:
         first: GenResult,
         generation: int,
         timing: dict[str, float | int],
+        why: str = syntax.BREAKS,
     ) -> tuple[Cleaned, float] | None:
         """A suggestion that does not break the code, from the likeliest other first tokens; None when superseded.
 
-        Each try continues the cached prompt with one of the first generation's alternatives (greedy).
+        Each try continues the cached prompt with one of the first generation's alternatives (greedy);
+        when none fits, the answer is empty for ``why`` (the first line's fault).
         """
         for start, prob in first.alternatives[: self.settings.alternatives]:
             started = bool(start.strip())
@@ -597,7 +665,7 @@ class Completer:
             if cleaned.text and not syntax.breaks(req.text, req.offset, cleaned.text, cleaned.replace):
                 log.debug("alternative start %r fits (p=%.3f)", start, prob)
                 return cleaned, prob
-        return Cleaned(reason=syntax.BREAKS), 0.0
+        return Cleaned(reason=why), 0.0
 
     def _reranks(self, req: CompletionRequest) -> bool:
         """Whether this request samples and reranks candidates (see the ``rerank`` setting)."""
@@ -689,7 +757,7 @@ class Completer:
         line budget, the rest of its whole words so far once the budget has passed)."""
         adopter = entry.adopter
         typed = req.text[len(entry.prefix) : req.offset]
-        budget = self.settings.line_budget_ms if not entry.rule.multiline and not req.manual else 0
+        budget = self._line_budget() if not entry.rule.multiline and not req.manual else 0
         try:
             early = await self._await_line(entry.future, superseded, entry, budget, typed)
         except asyncio.CancelledError:  # the client cancelled: nobody else waits for this job any more

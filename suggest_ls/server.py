@@ -58,6 +58,7 @@ log = logging.getLogger(__name__)
 STATUS_METHOD = "suggest/status"
 STATUS_NOTIFICATION = "suggest/didChangeStatus"
 REFRESH_NOTIFICATION = "suggest/refresh"  # a whole line waits where first words were shown: ask again
+REFRESH_CAPABILITY = "suggestRefresh"  # in the client's experimental capabilities: it follows them
 RELOAD_METHOD = "suggest/reloadModel"
 # The inline item's command: arguments [{"id", "uri", "length"}]; editors run it when the item is accepted.
 ACCEPTED_COMMAND = "suggestLs.accepted"
@@ -598,6 +599,12 @@ class SuggestServer(LanguageServer):
             self.ops.apply(old, self.settings, started=False)
         return await self.ops.load("suggest/reloadModel", force=True)
 
+    def _client_follows_refresh(self) -> bool:
+        """The client declared ``experimental.suggestRefresh``: it asks again on ``suggest/refresh``."""
+        caps = self.client_capabilities
+        experimental = caps.experimental if caps else None
+        return isinstance(experimental, dict) and experimental.get(REFRESH_CAPABILITY) is True
+
     def _client_supports_progress(self) -> bool:
         caps = self.client_capabilities
         return bool(caps and caps.window and caps.window.work_done_progress)
@@ -703,7 +710,7 @@ class SuggestServer(LanguageServer):
             return None
         if completer.documents is None:  # extra context: the heads of the other open documents
             completer.documents = self.document_heads
-        if completer.refresh_hook is None:
+        if completer.refresh_hook is None and self._client_follows_refresh():
             completer.refresh_hook = self.refresh_suggestion
         version = doc.version
         self.protocol.watch_stale(uri, doc, version)

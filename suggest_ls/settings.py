@@ -26,10 +26,10 @@ class Settings:
     max_tokens: int = 48
     max_tokens_multiline: int = 96
     generation_budget_ms: int = 200
-    line_budget_ms: int = 0
+    line_budget_ms: int = -1
     debounce_ms: int = -1
     batch_window_ms: int = 30
-    draft_tokens: int = 4
+    draft_tokens: int = 0
     prompt_tokens: int = 1024
     suffix_share: float = 0.25
     multiline: str = "auto"
@@ -124,11 +124,12 @@ OPTIONS: tuple[Option, ...] = (
         "lineBudgetMs",
         "line_budget_ms",
         int,
-        "Single-line suggestions while typing are answered this many ms after the model starts with "
-        "the whole words written by then; the line goes on, and the next request (typing through, "
-        "accepting, or asking again after the server's suggest/refresh) gets the rest; 0 waits for the "
-        "whole line.",
-        lambda v: 0 <= v <= 60000,
+        "Single-line suggestions while typing are answered this many ms after their generation starts "
+        "with the whole words written by then; the line goes on, and the next request (typing through, "
+        "accepting, or asking again on the server's suggest/refresh) gets the whole line; 0 waits for "
+        "it; -1 means 200 for clients that ask again on suggest/refresh (the VS Code and Neovim clients "
+        "here declare it), else 0.",
+        lambda v: -1 <= v <= 60000,
     ),
     Option(
         "debounceMs",

@@ -10,6 +10,7 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 MODEL_OUTCOMES = ("shown", "cache")
+LINE_FINISHED = "line finished"  # the engine's work on a line after its first words were answered
 
 
 @dataclass(frozen=True)
@@ -218,7 +219,7 @@ class Recorder:
         """Store one record and tell the listeners (metrics, alerts)."""
         with self._lock:
             self._records.append(record)
-            self.requests += 1
+            self.requests += record.outcome != LINE_FINISHED  # not a request of its own
             self.outcomes[record.outcome] += 1
             if record.cache_hit:
                 self.cache_hits += 1

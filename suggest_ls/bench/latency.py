@@ -37,6 +37,8 @@ SERVERS = ("suggest-ls", "naive", "openai")
 CAPABILITIES: dict[str, Any] = {
     "general": {"positionEncodings": ["utf-16"]},
     "textDocument": {"inlineCompletion": {}, "synchronization": {}},
+    # like the VS Code and Neovim clients: ask again on suggest/refresh (see ``follow_refresh``)
+    "experimental": {"suggestRefresh": True},
 }
 
 
@@ -178,10 +180,14 @@ async def replay(
     sources: list[Source],
     keys: list[Keystroke],
     grace: float,
-) -> tuple[list[Sent], list[float]]:
-    """Open the documents, warm each one up, then type; returns what was sent and the warm-up times."""
+) -> tuple[list[Sent], list[float], list[Call]]:
+    """Open the documents, warm each one up, then type; returns what was sent, the warm-up times and
+    the requests that followed ``suggest/refresh``."""
     texts = [s.initial for s in sources]
     versions = [1] * len(sources)
+    cursors = [s.start for s in sources]
+    refreshes: list[Call] = []
+    follower = asyncio.ensure_future(follow_refresh(client, sources, texts, versions, cursors, refreshes))
     for s in sources:
         client.notify(
             "textDocument/didOpen",
@@ -219,6 +225,7 @@ async def replay(
         )
         text = text[: k.offset] + k.text + text[k.offset :]
         texts[k.doc] = text
+        cursors[k.doc] = k.offset + len(k.text)
         call = client.send(
             "textDocument/inlineCompletion",
             {
@@ -242,17 +249,57 @@ async def replay(
             break
         await asyncio.sleep(0.05)
     progress.close()
+    follower.cancel()
     for item in sent:
         if not item.call.answered:
             item.call.answered = -1.0  # not answered within the grace period: a later answer is ignored
-    return sent, warm
+    return sent, warm, refreshes
+
+
+async def follow_refresh(
+    client: LspClient,
+    sources: list[Source],
+    texts: list[str],
+    versions: list[int],
+    cursors: list[int],
+    asked: list[Call],
+) -> None:
+    """Ask again at the cursor on ``suggest/refresh`` for a document still at that version, as the
+    VS Code extension does (an explicit trigger); the calls go to ``asked``."""
+    seen = len(client.notifications)
+    while True:
+        await asyncio.sleep(0.002)
+        new, seen = client.notifications[seen:], len(client.notifications)
+        for _, method, params in new:
+            if method != "suggest/refresh" or not isinstance(params, dict):
+                continue
+            doc = next((i for i, s in enumerate(sources) if s.uri == params.get("uri")), None)
+            if doc is None or params.get("version") != versions[doc]:
+                continue
+            asked.append(
+                client.send(
+                    "textDocument/inlineCompletion",
+                    {
+                        "textDocument": {"uri": sources[doc].uri},
+                        "position": position(texts[doc], cursors[doc]),
+                        "context": {"triggerKind": 1},
+                    },
+                )
+            )
 
 
 def analyse(
-    kind: str, sent: list[Sent], records: list[dict[str, Any]], sources: list[Source], count_tokens: Any
+    kind: str,
+    sent: list[Sent],
+    records: list[dict[str, Any]],
+    sources: list[Source],
+    count_tokens: Any,
+    refreshes: list[Call] | None = None,
 ) -> dict[str, Any]:
     """The raw samples and counts of one round from what the client saw and what the server recorded."""
-    by_version = {(r.get("uri"), r.get("version")): r for r in records}
+    by_version: dict[tuple[Any, Any], dict[str, Any]] = {}
+    for rec in records:  # the request's own record; a refresh's or a finished line's come after it
+        by_version.setdefault((rec.get("uri"), rec.get("version")), rec)
     typed_times: dict[int, list[float]] = {}
     for s in sent:
         typed_times.setdefault(s.key.doc, []).append(s.typed_at)
@@ -309,6 +356,9 @@ def analyse(
             "model_runs": len(runs),
             "drafted_tokens": sum(int(r.get("drafted_tokens", 0)) for r in runs),
             "accepted_tokens": sum(int(r.get("accepted_tokens", 0)) for r in runs),
+            "first_words": sum(1 for r in records if r.get("early")),
+            "refresh_asks": len(refreshes or []),
+            "refresh_whole_lines": sum(1 for c in refreshes or [] if c.answered > 0 and _items(c)),
         },
         "lists": {
             "rtt_all": rtt_all,
@@ -361,6 +411,12 @@ def summarise(kind: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "_rtt_last": lists["rtt_last"],
         "_rtt_all": lists["rtt_all"],
     }
+
+
+def _items(call: Call) -> list[Any]:
+    """The items of an inline completion answer."""
+    result = call.result
+    return list(result.get("items") or []) if isinstance(result, dict) else []
 
 
 def _ran(record: dict[str, Any]) -> bool:
@@ -501,11 +557,11 @@ async def _run(args: argparse.Namespace, model: str) -> int:
             )
             try:
                 client = await session.start()
-                sent, warm = await replay(name, client, sources, keys, args.grace)
+                sent, warm, refreshes = await replay(name, client, sources, keys, args.grace)
             finally:
                 await session.stop()
             warmups.setdefault(name, []).extend(round(w, 1) for w in warm)
-            raws[name].append(analyse(name, sent, session.records(), sources, count_tokens))
+            raws[name].append(analyse(name, sent, session.records(), sources, count_tokens, refreshes))
     for name, _, options in servers:
         results[name] = summarise(name, raws[name])
         results[name]["first_completion_ms"] = warmups[name]

@@ -276,7 +276,7 @@ class ServerArm:
         out.program = edited + "\n" + task.test + f"\ncheck({task.entry_point})\n"
         return out
 
-    async def _line_ready(self, seen: int, timeout: float = 120.0) -> bool:
+    async def _line_ready(self, seen: int, timeout: float = 30.0) -> bool:
         """Whether ``suggest/refresh`` came for the current document and version (notifications after
         the first ``seen``), waiting up to ``timeout``."""
         assert self.client is not None

@@ -282,3 +282,56 @@ async def test_syntax_check_off_shows_what_the_model_wrote(engine):
     c = Completer(backend, FAMILIES["plain"], s)
     got = await c.complete(request(COUNT, COUNT.index("\n\n") + 1))
     assert got.text == "    return total" and len(backend.jobs) == 1 and backend.jobs[0].alternatives == 0
+
+
+class Repeating(Counting):
+    """The real engine, but the first generation comes back as the line after the cursor."""
+
+    def submit(self, req: GenRequest, done: Callable[[GenResult], None]):  # type: ignore[no-untyped-def]
+        first = not self.jobs
+        self.jobs.append(req)
+        if not first:
+            return self.engine.submit(req, done)
+        return self.engine.submit(
+            req, lambda r: done(GenResult("        if n % 2 == 0:\n", "done", alternatives=r.alternatives))
+        )
+
+
+async def test_a_line_that_repeats_the_next_one_gives_way_to_an_alternative(engine):
+    s, _ = resolve({"temperature": 0, "debounceMs": 0})
+    backend = Repeating(engine)
+    c = Completer(backend, FAMILIES["plain"], s)
+    offset = COUNT.index("\n\n") + 1
+    got = await c.complete(request(COUNT, offset))
+    forced = backend.jobs[1:]
+    assert forced and all(j.prompt.startswith(backend.jobs[0].prompt) and j.alternatives == 0 for j in forced)
+    assert got.record is not None and got.record.alternative_jobs == len(forced)
+    if got.text:
+        assert got.text.strip() != "if n % 2 == 0:"
+        assert syntax.breaks(COUNT, offset, got.text, got.replace) == ""
+    else:
+        assert got.reason == "duplicates the next line" and len(forced) == 3
+
+
+async def test_first_words_whose_line_breaks_the_code_give_way_or_are_withdrawn(engine):
+    s, _ = resolve({"temperature": 0, "debounceMs": 0, "lineBudgetMs": 1})
+    backend = Breaking(engine)
+    c = Completer(backend, FAMILIES["plain"], s)
+    refreshed: list[tuple[str, int]] = []
+    c.refresh_hook = lambda u, v: refreshed.append((u, v))
+    offset = COUNT.index("\n\n") + 1
+    first = await c.complete(request(COUNT, offset))
+    assert first.record is not None and first.record.early  # its first words, a step or two in
+    for _ in range(400):  # the line goes on, then its alternatives run
+        if refreshed:
+            break
+        await asyncio.sleep(0.025)
+    assert refreshed, "the client was not told to ask again"
+    jobs = len(backend.jobs)
+    assert jobs > 1  # the whole line broke the code: alternatives were tried
+    again = await c.complete(request(COUNT, offset))
+    assert len(backend.jobs) == jobs  # answered without another model run
+    if again.text:
+        assert again.cached and syntax.breaks(COUNT, offset, again.text, again.replace) == ""
+    else:
+        assert again.reason == syntax.BREAKS

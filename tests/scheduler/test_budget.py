@@ -154,19 +154,38 @@ async def test_a_line_budget_shows_the_first_words_and_keeps_the_whole_line_for_
     assert len(backend.jobs) == 1
 
 
-async def test_typing_through_the_first_words_keeps_the_line_going_and_leaving_stops_it(engine):
+async def test_typing_through_the_first_words_keeps_the_line_going_to_where_the_user_is(engine):
     uri = "file:///line-budget-typed.py"
     c, backend = budget_completer(engine, 1)
+    refreshed: list[tuple[str, int]] = []
+    c.refresh_hook = lambda u, v: refreshed.append((u, v))
     first = await c.complete(CompletionRequest(uri, 1, LIST, len(LIST), "python"))
     assert first.record is not None and first.record.early and len(first.text) >= 2
     typed = LIST + first.text[0]  # one character of the words shown
     through = await c.complete(CompletionRequest(uri, 2, typed, len(typed), "python"))
     assert through.cached and (first.text[0] + through.text).startswith(first.text)
     assert backend.outcomes == []  # the line still goes on
+    for _ in range(400):
+        if refreshed:
+            break
+        await asyncio.sleep(0.025)
+    assert refreshed == [(uri, 2)] and backend.outcomes == ["done"]  # told where the user is now
+    again = await c.complete(CompletionRequest(uri, 3, typed, len(typed), "python"))
+    assert again.cached and len(again.text) > len(through.text) and again.text.startswith(through.text)
+    assert len(backend.jobs) == 1
+
+
+async def test_leaving_the_first_words_stops_their_line(engine):
+    uri = "file:///line-budget-left.py"
+    c, backend = budget_completer(engine, 1)
+    refreshed: list[tuple[str, int]] = []
+    c.refresh_hook = lambda u, v: refreshed.append((u, v))
+    first = await c.complete(CompletionRequest(uri, 1, LIST, len(LIST), "python"))
+    assert first.record is not None and first.record.early
     elsewhere = LIST[:-1] + "0\n"  # the user changed the line instead
-    await c.complete(CompletionRequest(uri, 3, elsewhere, len(elsewhere), "python"))
+    await c.complete(CompletionRequest(uri, 2, elsewhere, len(elsewhere), "python"))
     for _ in range(400):
         if backend.outcomes:
             break
         await asyncio.sleep(0.025)
-    assert backend.outcomes[0] == "cancelled"
+    assert backend.outcomes[0] == "cancelled" and not refreshed

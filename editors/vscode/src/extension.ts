@@ -78,6 +78,18 @@ class SuggestExtension implements vscode.Disposable {
       },
     };
     const client = new LanguageClient(SECTION, "suggest-ls", serverOptions, clientOptions);
+    // Tell the server this client asks again on suggest/refresh (see below): it may then answer
+    // a long line with its first words at once (the `lineBudgetMs` setting).
+    client.registerFeature({
+      fillClientCapabilities: (capabilities) => {
+        const experimental: Record<string, unknown> = { ...(capabilities.experimental as object | undefined) };
+        experimental.suggestRefresh = true;
+        capabilities.experimental = experimental;
+      },
+      initialize: () => undefined,
+      getState: () => ({ kind: "static" }),
+      clear: () => undefined,
+    });
     client.onDidChangeState((e) => {
       if (e.newState === State.Starting) {
         this.setState("starting", "");

@@ -215,6 +215,8 @@ function M.setup(opts)
     init_options = { suggestLs = section },
     settings = { suggestLs = section },
     handlers = { [STATUS_NOTIFICATION] = on_status, [LINE_READY_NOTIFICATION] = on_line_ready },
+    -- this client asks again on suggest/refresh, so the server may show a long line's first words first
+    capabilities = { experimental = { suggestRefresh = true } },
     on_attach = on_attach,
   })
   vim.lsp.enable(NAME)
