@@ -126,6 +126,9 @@ def run_program(program: str, timeout: float = TIMEOUT_S) -> bool:
 CAPABILITIES: dict[str, Any] = {
     "general": {"positionEncodings": ["utf-16"]},
     "textDocument": {"inlineCompletion": {}, "synchronization": {}},
+    # it asks again on suggest/refresh, as the VS Code and Neovim clients do: the text scored is
+    # the whole line, the latency the first answer's
+    "experimental": {"suggestRefresh": True},
 }
 AUTOMATIC = 2  # InlineCompletionTriggerKind.Automatic: what an editor sends while the user types
 # Greedy, no debounce; no extra context: the problems are unrelated files, and the chunk ring would
