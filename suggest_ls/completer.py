@@ -436,8 +436,14 @@ class Completer:
     ) -> Suggestion:
         """Show the first words of a line still being generated; the whole line replaces them in the
         type-through cache when it is done (and the client is told to ask again)."""
-        self._continue(state, req, entry, early)
+        confidence = float(getattr(entry.job, "first_prob", 1.0))  # as the whole line's: its first token
         elapsed = (time.perf_counter() - started) * 1000
+        if self.settings.min_confidence and confidence < self.settings.min_confidence:
+            entry.job.cancel.set()  # the whole line would be refused for the same reason
+            if entry in state.running:
+                state.running.remove(entry)
+            return self._empty(req, f"low confidence ({confidence:.2f})", started, version=req.version)
+        self._continue(state, req, entry, early)
         record = Record(
             uri=req.uri,
             outcome="shown",
@@ -446,6 +452,7 @@ class Completer:
             version=req.version,
             debounce_ms=waited,
             early=True,
+            confidence=round(confidence, 4),
         )
         self._add(record)
         after_answer(
