@@ -469,6 +469,9 @@ class Completer:
             entry.continued = True
             entry.future.add_done_callback(lambda f: self._line_done(state, entry, req, f))
         entry.early = shown
+        if entry not in state.running:  # adopted after its own request was answered: a request
+            state.running.append(entry)  # elsewhere must find it to stop it
+        state.job = entry.job
 
     def _continue_early(
         self, state: _DocState, req: CompletionRequest, entry: _Running, early: Cleaned, typed: str

@@ -30,6 +30,7 @@ from suggest_ls.clean import StopRule
 from suggest_ls.engine import Engine, EngineConfig, GenRequest, GenResult
 from suggest_ls.models import resolve_model
 from suggest_ls.settings import parse_pairs
+from suggest_ls.stats import LINE_FINISHED
 
 TIMEOUT_S = 3.0
 
@@ -260,6 +261,9 @@ class ServerArm:
         if early and await self._line_ready(seen):
             # as the editors do on suggest/refresh: ask again at the same place for the whole line
             result = await self.client.request("textDocument/inlineCompletion", params, timeout=600)
+            again = await self._record_of(self.uri, self.version, skip=LINE_FINISHED)
+            if again:
+                record = {**record, "outcome": again.get("outcome", "")}
         items = (result or {}).get("items", []) if isinstance(result, dict) else (result or [])
         out = Outcome(ms=ms, reason=str(record.get("outcome", "")), early=early)
         out.tokens_evaluated = int(record.get("evaluated_tokens", 0))
@@ -292,15 +296,16 @@ class ServerArm:
             await asyncio.sleep(0.01)
         return False
 
-    async def _record_of(self, uri: str, version: int, timeout: float = 2.0) -> dict[str, Any]:
-        """The server's record of the request at ``uri`` v``version`` (from its trace file, which the
-        server writes once the answer is out); the latest record when none matches by ``timeout``."""
+    async def _record_of(self, uri: str, version: int, timeout: float = 2.0, skip: str = "") -> dict[str, Any]:
+        """The server's next record of a request at ``uri`` v``version`` (from its trace file, which the
+        server writes once the answer is out), passing over outcome ``skip``; the latest record when
+        none matches by ``timeout``."""
         deadline = time.perf_counter() + timeout
         latest: dict[str, Any] = {}
         while True:
             for record in self._new_records():
                 latest = record
-                if record.get("uri") == uri and record.get("version") == version:
+                if record.get("uri") == uri and record.get("version") == version and record.get("outcome") != skip:
                     return record
             if time.perf_counter() > deadline:
                 return latest
