@@ -150,7 +150,8 @@ OPTIONS: tuple[Option, ...] = (
         "draft_tokens",
         int,
         "Tokens drafted from the document and checked in the same decode step as a lone generating "
-        "request's next token (speculative decoding by prompt lookup; the text is the same); 0 turns it off.",
+        "request's next token (speculative decoding by prompt lookup; the same text but for near-ties "
+        "that batched evaluation can flip); 0 turns it off. It pays only where a wider decode step is nearly free (a GPU).",
         lambda v: 0 <= v <= 16,
     ),
     Option(
