@@ -276,7 +276,7 @@ class Completer:
         if why:
             return self._empty(req, why, started)
         if adopt is not None:
-            reused = await self._reuse(state, req, adopt, superseded)
+            reused = await self._reuse(state, req, adopt, superseded, started)
             if reused is not None:
                 return self._cache_hit(req, reused, started)
             if state.generation != generation:
@@ -328,7 +328,7 @@ class Completer:
         budget = self._line_budget() if not block and not req.manual else 0
         early: Cleaned | None = None
         try:
-            early = await self._await_line(future, superseded, entry, budget)
+            early = await self._await_line(future, superseded, entry, budget, "", started)
         except asyncio.CancelledError:
             job.cancel.set()
             self._record_later(req, future, "cancelled by the client", started, waited)
@@ -409,10 +409,15 @@ class Completer:
         entry: _Running,
         budget_ms: int,
         typed: str = "",
+        started: float = 0.0,
     ) -> Cleaned | None:
-        """Wait for the generation or a newer request; None then. With a budget, once it has passed,
-        the whole words generated so far (cleaned) as soon as they go beyond ``typed``."""
-        timeout = budget_ms / 1000 if budget_ms > 0 else None
+        """Wait for the generation or a newer request; None then. With a budget, once it has passed
+        since ``started`` (the request's arrival, so a debounce counts), the whole words generated so
+        far (cleaned) as soon as they go beyond ``typed``."""
+        timeout = None
+        if budget_ms > 0:
+            spent = time.perf_counter() - started if started else 0.0
+            timeout = max(EARLY_POLL_S, budget_ms / 1000 - spent)
         while True:
             finished, _ = await asyncio.wait([future, superseded], timeout=timeout, return_when=asyncio.FIRST_COMPLETED)  # type: ignore[type-var]
             if finished:
@@ -761,7 +766,12 @@ class Completer:
         return entry
 
     async def _reuse(
-        self, state: _DocState, req: CompletionRequest, entry: _Running, superseded: asyncio.Future[None]
+        self,
+        state: _DocState,
+        req: CompletionRequest,
+        entry: _Running,
+        superseded: asyncio.Future[None],
+        started: float = 0.0,
     ) -> Suggestion | None:
         """Wait for an adopted generation; the rest of its line if it starts with what was typed (with a
         line budget, the rest of its whole words so far once the budget has passed)."""
@@ -769,7 +779,7 @@ class Completer:
         typed = req.text[len(entry.prefix) : req.offset]
         budget = self._line_budget() if not entry.rule.multiline and not req.manual else 0
         try:
-            early = await self._await_line(entry.future, superseded, entry, budget, typed)
+            early = await self._await_line(entry.future, superseded, entry, budget, typed, started)
         except asyncio.CancelledError:  # the client cancelled: nobody else waits for this job any more
             if entry.adopter == adopter and not entry.continued:
                 entry.job.cancel.set()

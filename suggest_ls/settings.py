@@ -124,7 +124,7 @@ OPTIONS: tuple[Option, ...] = (
         "lineBudgetMs",
         "line_budget_ms",
         int,
-        "Single-line suggestions while typing are answered this many ms after their generation starts "
+        "Single-line suggestions while typing are answered this many ms after the request arrives "
         "with the whole words written by then; the line goes on, and the next request (typing through, "
         "accepting, or asking again on the server's suggest/refresh) gets the whole line; 0 waits for "
         "it; -1 means 200 for clients that ask again on suggest/refresh (the VS Code and Neovim clients "
