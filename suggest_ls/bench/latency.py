@@ -34,6 +34,7 @@ from suggest_ls.document import utf16_len
 from suggest_ls.settings import parse_pairs
 
 SERVERS = ("suggest-ls", "naive", "openai")
+CROSSED_MS = 1.0
 CAPABILITIES: dict[str, Any] = {
     "general": {"positionEncodings": ["utf-16"]},
     "textDocument": {"inlineCompletion": {}, "synchronization": {}},
@@ -308,6 +309,8 @@ def analyse(
     to_suggestion: list[float] = []
     shown = stale = unanswered = errors = last_shown = 0
     error_examples: set[str] = set()
+    stale_examples: list[dict[str, Any]] = []
+    crossed = 0
     overhead: list[float] = []
     pipeline: list[float] = []  # the part of the overhead inside the completer (the rest: protocol, transport)
     for s in sent:
@@ -324,6 +327,19 @@ def analyse(
         if items:
             if later:
                 stale += 1
+                typed = min(t for t in typed_times[s.key.doc] if call.sent < t < call.answered)
+                if (call.answered - typed) * 1000 < CROSSED_MS:
+                    crossed += 1
+                if len(stale_examples) < 5:  # how close the keystroke came to the answer's arrival
+                    rec = by_version.get((sources[s.key.doc].uri, s.version), {})
+                    stale_examples.append(
+                        {
+                            "version": s.version,
+                            "typed_before_answer_ms": round((call.answered - typed) * 1000, 2),
+                            "outcome": str(rec.get("outcome", "")),
+                            "early": bool(rec.get("early")),
+                        }
+                    )
             else:
                 shown += 1
         if s.key.pause_after:
@@ -352,6 +368,9 @@ def analyse(
             "errors": errors,
             "shown": shown,
             "stale": stale,
+            # of those, answers the client got less than CROSSED_MS after it typed: already on their
+            # way when the keystroke was sent (an editor drops them by the document version)
+            "stale_crossed_in_flight": crossed,
             "burst_ends_with_suggestion": last_shown,
             "model_runs": len(runs),
             "drafted_tokens": sum(int(r.get("drafted_tokens", 0)) for r in runs),
@@ -372,6 +391,7 @@ def analyse(
         "outcomes": outcomes,
         "over_bound": _over_bound(sent, records, sources, count_tokens),
         "error_examples": sorted(error_examples)[:5],
+        "stale_examples": stale_examples,
     }
 
 
@@ -382,6 +402,7 @@ def summarise(kind: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
     outcomes: dict[str, int] = {}
     over = {"checked": 0, "over": 0, "examples": []}  # type: dict[str, Any]
     errors: list[str] = []
+    stale_examples: list[dict[str, Any]] = []
     for raw in rounds:
         for k, v in raw["counts"].items():
             counts[k] = counts.get(k, 0) + v
@@ -393,11 +414,13 @@ def summarise(kind: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
         over["over"] += raw["over_bound"]["over"]
         over["examples"] = (over["examples"] + raw["over_bound"].get("examples", []))[:5]
         errors = sorted(set(errors) | set(raw["error_examples"]))[:5]
+        stale_examples = (stale_examples + raw.get("stale_examples", []))[:5]
     return {
         "server": kind,
         "rounds": len(rounds),
         **counts,
         "error_examples": errors,
+        "stale_examples": stale_examples,
         "server_ms_all": pcts(lists["rtt_all"]),
         "server_ms_last_keystroke": pcts(lists["rtt_last"]),
         "keystroke_to_suggestion_ms": pcts(lists["to_suggestion"]),
