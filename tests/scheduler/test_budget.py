@@ -189,3 +189,29 @@ async def test_leaving_the_first_words_stops_their_line(engine):
             break
         await asyncio.sleep(0.025)
     assert backend.outcomes[0] == "cancelled" and not refreshed
+
+
+async def test_a_line_adopted_by_the_next_keystroke_and_answered_early_is_still_stopped_by_leaving(engine):
+    uri = "file:///line-budget-adopted.py"
+    c, backend = budget_completer(engine, 300)
+    first = asyncio.ensure_future(c.complete(CompletionRequest(uri, 1, LIST, len(LIST), "python")))
+    job = None
+    for _ in range(400):  # the model has written its first character
+        await asyncio.sleep(0.005)
+        job = c._docs[uri].job
+        if job is not None and getattr(job, "text", lambda: "")().strip():
+            break
+    assert job is not None
+    char = job.text().lstrip()[0]  # type: ignore[attr-defined]
+    typed = LIST + char
+    second = await c.complete(CompletionRequest(uri, 2, typed, len(typed), "python"))
+    assert (await first).reason == "superseded"  # the first request was answered as soon as the second came
+    assert second.cached and second.text and backend.outcomes == []  # first words of the adopted line
+    assert len(backend.jobs) == 1
+    elsewhere = LIST[:-1] + "0\n"
+    await c.complete(CompletionRequest(uri, 3, elsewhere, len(elsewhere), "python"))
+    for _ in range(400):
+        if backend.outcomes:
+            break
+        await asyncio.sleep(0.025)
+    assert backend.outcomes[0] == "cancelled"  # not left running in the document's slot
