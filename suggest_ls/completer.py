@@ -810,6 +810,7 @@ class Completer:
             version=req.version,
         )
         self._add(record)
+        after_answer(log.info, "suggestion for %s v%d from the cache: %d chars", req.uri, req.version, len(hit.text))
         return replace(hit, record=record)
 
     def _extra(self, state: _DocState, req: CompletionRequest, cursor: Cursor) -> tuple[Chunk, ...]:

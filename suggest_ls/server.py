@@ -643,6 +643,7 @@ class SuggestServer(LanguageServer):
         doc = self.documents.get(uri)
         if doc is None or doc.version != version:
             return
+        log.info("suggest/refresh for %s v%d", uri, version)
         try:
             self.protocol.notify(REFRESH_NOTIFICATION, {"uri": uri, "version": version})
         except Exception as exc:  # no transport any more

@@ -208,6 +208,18 @@ try {
     });
   result.ghost = await until("ghost text", 180000, ghost, 100);
   step("ghost text shown", { ghost: result.ghost });
+  // a long line may first show its first words; the server's suggest/refresh brings the whole line
+  result.firstGhost = result.ghost;
+  result.ghost = await until(
+    "a longer ghost text",
+    5000,
+    async () => {
+      const g = await ghost();
+      return g && g.length > result.firstGhost.length ? g : null;
+    },
+    100,
+  ).catch(() => result.firstGhost);
+  step("ghost text after refresh", { first: result.firstGhost, now: result.ghost, grew: result.ghost !== result.firstGhost });
   await new Promise((r) => setTimeout(r, 300));
   await page.screenshot({ path: SCREENSHOT });
   step("screenshot", { path: SCREENSHOT });

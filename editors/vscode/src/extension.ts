@@ -105,8 +105,13 @@ class SuggestExtension implements vscode.Disposable {
     // line (the server answers from its cache) if the document is still as it was.
     client.onNotification(LINE_READY_NOTIFICATION, (ready: { uri: string; version: number }) => {
       const editor = vscode.window.activeTextEditor;
-      if (editor && editor.document.uri.toString() === ready.uri && editor.document.version === ready.version) {
-        void vscode.commands.executeCommand("editor.action.inlineSuggest.trigger");
+      const here = editor?.document.uri.toString() === ready.uri && editor.document.version === ready.version;
+      this.output.info(`suggest/refresh for ${ready.uri} v${ready.version}: ${here ? "asking again" : "moved on"}`);
+      if (here) {
+        // an explicit trigger alone keeps the first words on screen: hide them, then ask again
+        void vscode.commands
+          .executeCommand("editor.action.inlineSuggest.hide")
+          .then(() => vscode.commands.executeCommand("editor.action.inlineSuggest.trigger"));
       }
     });
     this.client = client;
