@@ -237,22 +237,29 @@ def test_engine_returns_the_likeliest_other_first_tokens(engine):
     assert plain.alternatives == () and plain.text == got.text
 
 
-class Breaking(Counting):
-    """The real engine, but the first generation comes back as a line that breaks the code."""
+class FirstLine(Counting):
+    """The real engine, but the first generation comes back as ``line`` (with the real alternatives)."""
+
+    def __init__(self, engine: Engine, line: str) -> None:
+        super().__init__(engine)
+        self.line = line
 
     def submit(self, req: GenRequest, done: Callable[[GenResult], None]):  # type: ignore[no-untyped-def]
         first = not self.jobs
         self.jobs.append(req)
         if not first:
             return self.engine.submit(req, done)
-        return self.engine.submit(
-            req, lambda r: done(GenResult("    return total\n", "done", alternatives=r.alternatives))
-        )
+        return self.engine.submit(req, lambda r: done(GenResult(self.line, "done", alternatives=r.alternatives)))
+
+
+def breaking(engine: Engine) -> FirstLine:
+    """A first line that breaks the code around the hole in ``COUNT``."""
+    return FirstLine(engine, "    return total\n")
 
 
 async def test_a_line_that_breaks_the_code_gives_way_to_an_alternative(engine):
     s, _ = resolve({"temperature": 0, "debounceMs": 0})  # alternatives: 3 by default
-    backend = Breaking(engine)
+    backend = breaking(engine)
     c = Completer(backend, FAMILIES["plain"], s)
     offset = COUNT.index("\n\n") + 1
     got = await c.complete(request(COUNT, offset))
@@ -269,7 +276,7 @@ async def test_a_line_that_breaks_the_code_gives_way_to_an_alternative(engine):
 
 async def test_a_line_that_breaks_the_code_is_not_shown_without_alternatives(engine):
     s, _ = resolve({"temperature": 0, "debounceMs": 0, "alternatives": 0})
-    backend = Breaking(engine)
+    backend = breaking(engine)
     c = Completer(backend, FAMILIES["plain"], s)
     got = await c.complete(request(COUNT, COUNT.index("\n\n") + 1))
     assert got.text == "" and got.reason == syntax.BREAKS
@@ -278,28 +285,15 @@ async def test_a_line_that_breaks_the_code_is_not_shown_without_alternatives(eng
 
 async def test_syntax_check_off_shows_what_the_model_wrote(engine):
     s, _ = resolve({"temperature": 0, "debounceMs": 0, "syntaxCheck": False})
-    backend = Breaking(engine)
+    backend = breaking(engine)
     c = Completer(backend, FAMILIES["plain"], s)
     got = await c.complete(request(COUNT, COUNT.index("\n\n") + 1))
     assert got.text == "    return total" and len(backend.jobs) == 1 and backend.jobs[0].alternatives == 0
 
 
-class Repeating(Counting):
-    """The real engine, but the first generation comes back as the line after the cursor."""
-
-    def submit(self, req: GenRequest, done: Callable[[GenResult], None]):  # type: ignore[no-untyped-def]
-        first = not self.jobs
-        self.jobs.append(req)
-        if not first:
-            return self.engine.submit(req, done)
-        return self.engine.submit(
-            req, lambda r: done(GenResult("        if n % 2 == 0:\n", "done", alternatives=r.alternatives))
-        )
-
-
 async def test_a_line_that_repeats_the_next_one_gives_way_to_an_alternative(engine):
     s, _ = resolve({"temperature": 0, "debounceMs": 0})
-    backend = Repeating(engine)
+    backend = FirstLine(engine, "        if n % 2 == 0:\n")  # the line after the cursor
     c = Completer(backend, FAMILIES["plain"], s)
     offset = COUNT.index("\n\n") + 1
     got = await c.complete(request(COUNT, offset))
@@ -315,7 +309,7 @@ async def test_a_line_that_repeats_the_next_one_gives_way_to_an_alternative(engi
 
 async def test_first_words_whose_line_breaks_the_code_give_way_or_are_withdrawn(engine):
     s, _ = resolve({"temperature": 0, "debounceMs": 0, "lineBudgetMs": 1})
-    backend = Breaking(engine)
+    backend = breaking(engine)
     c = Completer(backend, FAMILIES["plain"], s)
     refreshed: list[tuple[str, int]] = []
     c.refresh_hook = lambda u, v: refreshed.append((u, v))

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from collections.abc import Callable
 from concurrent.futures import Future
 
 import pytest
@@ -84,6 +85,14 @@ async def test_only_blocks_while_typing_get_the_budget(engine, text, manual, bud
     assert backend.jobs[0].budget_ms == budget
 
 
+async def eventually(check: Callable[[], object], seconds: float = 10.0) -> None:
+    """Wait until ``check()`` holds (a line goes on after its first words are answered)."""
+    for _ in range(int(seconds / 0.025)):
+        if check():
+            return
+        await asyncio.sleep(0.025)
+
+
 @pytest.mark.parametrize(
     ("text", "kept"),
     [
@@ -139,10 +148,7 @@ async def test_a_line_budget_shows_the_first_words_and_keeps_the_whole_line_for_
     first = await c.complete(CompletionRequest(uri, 1, LIST, len(LIST), "python"))
     assert first.record is not None and first.record.early
     assert first.text and len(first.text) < len(full.text) and full.text.startswith(first.text)
-    for _ in range(400):  # the line goes on after the answer
-        if refreshed:
-            break
-        await asyncio.sleep(0.025)
+    await eventually(lambda: refreshed)  # the line goes on after the answer
     assert refreshed == [(uri, 1)] and backend.outcomes == ["done"]
     # the editor asks again at the same place: the whole line, from the cache
     again = await c.complete(CompletionRequest(uri, 2, LIST, len(LIST), "python"))
@@ -165,10 +171,7 @@ async def test_typing_through_the_first_words_keeps_the_line_going_to_where_the_
     through = await c.complete(CompletionRequest(uri, 2, typed, len(typed), "python"))
     assert through.cached and (first.text[0] + through.text).startswith(first.text)
     assert backend.outcomes == []  # the line still goes on
-    for _ in range(400):
-        if refreshed:
-            break
-        await asyncio.sleep(0.025)
+    await eventually(lambda: refreshed)
     assert refreshed == [(uri, 2)] and backend.outcomes == ["done"]  # told where the user is now
     again = await c.complete(CompletionRequest(uri, 3, typed, len(typed), "python"))
     assert again.cached and len(again.text) > len(through.text) and again.text.startswith(through.text)
@@ -184,10 +187,7 @@ async def test_leaving_the_first_words_stops_their_line(engine):
     assert first.record is not None and first.record.early
     elsewhere = LIST[:-1] + "0\n"  # the user changed the line instead
     await c.complete(CompletionRequest(uri, 2, elsewhere, len(elsewhere), "python"))
-    for _ in range(400):
-        if backend.outcomes:
-            break
-        await asyncio.sleep(0.025)
+    await eventually(lambda: backend.outcomes)
     assert backend.outcomes[0] == "cancelled" and not refreshed
 
 
@@ -210,8 +210,5 @@ async def test_a_line_adopted_by_the_next_keystroke_and_answered_early_is_still_
     assert len(backend.jobs) == 1
     elsewhere = LIST[:-1] + "0\n"
     await c.complete(CompletionRequest(uri, 3, elsewhere, len(elsewhere), "python"))
-    for _ in range(400):
-        if backend.outcomes:
-            break
-        await asyncio.sleep(0.025)
+    await eventually(lambda: backend.outcomes)
     assert backend.outcomes[0] == "cancelled"  # not left running in the document's slot
