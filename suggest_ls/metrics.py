@@ -21,7 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from suggest_ls.stats import MODEL_OUTCOMES, Record, Recorder, outcome_class
+from suggest_ls.stats import LINE_FINISHED, MODEL_OUTCOMES, Record, Recorder, outcome_class
 
 STATES = ("loading", "ready", "degraded", "error", "disabled")
 CHECKS = ("tokens_per_second", "gpu_memory", "p99_latency")
@@ -124,7 +124,8 @@ class Metrics:
 
     def observe(self, record: Record) -> None:
         """Count one finished request."""
-        self.requests.labels(outcome_class(record.outcome)).inc()
+        if record.outcome != LINE_FINISHED:  # the engine's work after first words: not a request
+            self.requests.labels(outcome_class(record.outcome)).inc()
         if record.outcome in MODEL_OUTCOMES:
             self.latency.observe(record.total_ms / 1000)
         for kind, n in (

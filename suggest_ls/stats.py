@@ -251,7 +251,11 @@ class Recorder:
 
     def latency(self, seconds: float = 300.0) -> dict[str, float]:
         """p50/p90/p99 of total latency over requests that reached the model or the cache."""
-        values = [r.total_ms for r in self.recent(seconds) if r.outcome in ("shown", "cache") or r.generated_tokens]
+        values = [
+            r.total_ms
+            for r in self.recent(seconds)
+            if r.outcome in MODEL_OUTCOMES or (r.generated_tokens and r.outcome != LINE_FINISHED)
+        ]
         return {
             "p50_ms": round(percentile(values, 50), 1),
             "p90_ms": round(percentile(values, 90), 1),

@@ -176,3 +176,19 @@ async def test_bookkeeping_waits_until_the_answer_is_out():
     assert seen_at_answer == [0]  # the record was not yet stored when the answer went out
     await asyncio.sleep(0.01)
     assert [r.outcome for r in c.recorder.recent()] == ["shown"]
+
+
+def test_the_work_after_first_words_is_not_a_request_and_has_no_latency():
+    from suggest_ls.metrics import Metrics
+    from suggest_ls.stats import LINE_FINISHED, Record, Recorder
+
+    recorder = Recorder()
+    metrics = Metrics(recorder)
+    recorder.add(Record("file:///a.py", "shown", total_ms=200.0, early=True))
+    recorder.add(Record("file:///a.py", LINE_FINISHED, prompt_tokens=40, generated_tokens=12))
+    assert recorder.requests == 1
+    assert recorder.latency()["p50_ms"] == 200.0  # the finished line's record has no latency of its own
+    text = metrics.render({}).decode()
+    assert 'suggest_ls_tokens_total{kind="generated"} 12.0' in text
+    requests = [line for line in text.splitlines() if line.startswith("suggest_ls_requests_total{")]
+    assert requests == ['suggest_ls_requests_total{result="shown"} 1.0']
