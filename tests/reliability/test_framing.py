@@ -16,6 +16,7 @@ from suggest_ls.framing import (
     encode,
     request_id,
 )
+from tests.stubs import RecordingWriter
 
 
 def parse(*chunks: bytes, **kw) -> list:
@@ -105,17 +106,10 @@ def test_a_fault_while_handling_a_request_is_answered_with_internal_error(monkey
 
     from suggest_ls.server import create_server
 
-    sent: list[bytes] = []
-
-    class Writer:
-        def write(self, data: bytes) -> None:
-            sent.append(data)
-
-        def close(self) -> None:
-            pass
-
+    writer = RecordingWriter()
+    sent = writer.sent
     protocol = create_server().protocol
-    protocol.set_writer(Writer())
+    protocol.set_writer(writer)
     protocol.initialized = True
 
     def explode(self, message):

@@ -129,22 +129,24 @@ class Outcomes(Recording):
         return super().submit(req, record)
 
 
-def budget_completer(engine: Engine, budget: int) -> tuple[Completer, Outcomes]:
+def budget_completer(engine: Engine, budget: int) -> tuple[Completer, Outcomes, list[tuple[str, int]]]:
+    """A completer with ``lineBudgetMs`` set, its counting backend and the refreshes it asked for."""
     settings, messages = resolve({"temperature": 0, "debounceMs": 0, "lineBudgetMs": budget})
     assert not messages
     backend = Outcomes(engine)
-    return Completer(backend, FAMILIES["plain"], settings), backend
+    c = Completer(backend, FAMILIES["plain"], settings)
+    refreshed: list[tuple[str, int]] = []
+    c.refresh_hook = lambda u, v: refreshed.append((u, v))
+    return c, backend, refreshed
 
 
 async def test_a_line_budget_shows_the_first_words_and_keeps_the_whole_line_for_the_next_request(engine):
     uri = "file:///line-budget.py"
-    plain, _ = budget_completer(engine, 0)
+    plain, _, _ = budget_completer(engine, 0)
     full = await plain.complete(CompletionRequest(uri, 1, LIST, len(LIST), "python"))
     assert len(full.text) >= 30 and full.record is not None and not full.record.early
 
-    c, backend = budget_completer(engine, 1)
-    refreshed: list[tuple[str, int]] = []
-    c.refresh_hook = lambda u, v: refreshed.append((u, v))
+    c, backend, refreshed = budget_completer(engine, 1)
     first = await c.complete(CompletionRequest(uri, 1, LIST, len(LIST), "python"))
     assert first.record is not None and first.record.early
     assert first.text and len(first.text) < len(full.text) and full.text.startswith(first.text)
@@ -162,9 +164,7 @@ async def test_a_line_budget_shows_the_first_words_and_keeps_the_whole_line_for_
 
 async def test_typing_through_the_first_words_keeps_the_line_going_to_where_the_user_is(engine):
     uri = "file:///line-budget-typed.py"
-    c, backend = budget_completer(engine, 1)
-    refreshed: list[tuple[str, int]] = []
-    c.refresh_hook = lambda u, v: refreshed.append((u, v))
+    c, backend, refreshed = budget_completer(engine, 1)
     first = await c.complete(CompletionRequest(uri, 1, LIST, len(LIST), "python"))
     assert first.record is not None and first.record.early and len(first.text) >= 2
     typed = LIST + first.text[0]  # one character of the words shown
@@ -180,9 +180,7 @@ async def test_typing_through_the_first_words_keeps_the_line_going_to_where_the_
 
 async def test_leaving_the_first_words_stops_their_line(engine):
     uri = "file:///line-budget-left.py"
-    c, backend = budget_completer(engine, 1)
-    refreshed: list[tuple[str, int]] = []
-    c.refresh_hook = lambda u, v: refreshed.append((u, v))
+    c, backend, refreshed = budget_completer(engine, 1)
     first = await c.complete(CompletionRequest(uri, 1, LIST, len(LIST), "python"))
     assert first.record is not None and first.record.early
     elsewhere = LIST[:-1] + "0\n"  # the user changed the line instead
@@ -193,7 +191,7 @@ async def test_leaving_the_first_words_stops_their_line(engine):
 
 async def test_a_line_adopted_by_the_next_keystroke_and_answered_early_is_still_stopped_by_leaving(engine):
     uri = "file:///line-budget-adopted.py"
-    c, backend = budget_completer(engine, 300)
+    c, backend, _ = budget_completer(engine, 300)
     first = asyncio.ensure_future(c.complete(CompletionRequest(uri, 1, LIST, len(LIST), "python")))
     job = None
     for _ in range(400):  # the model has written its first character

@@ -3,6 +3,7 @@ from lsprotocol import types
 from pygls.protocol import default_converter
 
 from suggest_ls.server import _plain_change, _plain_inline_result
+from tests.stubs import RecordingWriter
 
 RANGE = {"start": {"line": 1, "character": 2}, "end": {"line": 1, "character": 4}}
 
@@ -71,16 +72,9 @@ def test_a_suggestion_waits_for_input_already_sent_and_goes_out_checked_again() 
     from suggest_ls.server import create_server
 
     ls = create_server()
-    sent: list[bytes] = []
-
-    class Writer:
-        def write(self, data: bytes) -> None:
-            sent.append(data)
-
-        def close(self) -> None:
-            pass
-
-    ls.protocol.set_writer(Writer())
+    writer = RecordingWriter()
+    sent = writer.sent
+    ls.protocol.set_writer(writer)
 
     def receive(obj: dict[str, object]) -> None:
         ls.protocol.receive(json.dumps({"jsonrpc": "2.0", **obj}).encode())
