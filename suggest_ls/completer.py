@@ -41,6 +41,8 @@ FOLLOW_LINES = 2  # non-blank lines after the cursor that rank the candidates
 FOLLOW_CHARS = 240
 DUPLICATES = "duplicates "  # the start of clean's reasons for a line that repeats the code after it
 AUTO_LINE_BUDGET_MS = 200  # ``lineBudgetMs: -1`` for clients that follow suggest/refresh
+LINE_DEADLINE_GRACE_MS = 30  # ``lineDeadlineMs: -1``: how long after the line budget first words may come
+PENDING = "line still being written"  # answered empty at the line deadline; suggest/refresh follows
 EARLY_POLL_S = 0.01  # after the line budget, how often to look for a first whole word
 EXTRA_REFRESH_S = 120.0  # extra context is chosen again at most this often when the window moves
 
@@ -278,7 +280,9 @@ class Completer:
         if adopt is not None:
             reused = await self._reuse(state, req, adopt, superseded, started)
             if reused is not None:
-                return self._cache_hit(req, reused, started)
+                return (
+                    self._cache_hit(req, reused, started) if reused.text else self._empty(req, reused.reason, started)
+                )
             if state.generation != generation:
                 return self._empty(req, "superseded", started)
         extra = self._extra(state, req, cursor)
@@ -413,8 +417,10 @@ class Completer:
     ) -> Cleaned | None:
         """Wait for the generation or a newer request; None then. With a budget, once it has passed
         since ``started`` (the request's arrival, so a debounce counts), the whole words generated so
-        far (cleaned) as soon as they go beyond ``typed``."""
+        far (cleaned) as soon as they go beyond ``typed``; past the line deadline without them, no
+        text and the reason ``PENDING``."""
         timeout = None
+        deadline = self._line_deadline(budget_ms)
         if budget_ms > 0:
             spent = time.perf_counter() - started if started else 0.0
             timeout = max(EARLY_POLL_S, budget_ms / 1000 - spent)
@@ -427,7 +433,10 @@ class Completer:
                 cleaned = clean(words, entry.cursor, entry.rule)
                 if cleaned.text.startswith(typed) and cleaned.text[len(typed) :].strip():
                     return Cleaned(cleaned.text, 0, cleaned.reason)
-            timeout = EARLY_POLL_S
+            left = deadline / 1000 - (time.perf_counter() - started) if deadline else 1.0
+            if left <= 0:
+                return Cleaned(reason=PENDING)
+            timeout = min(EARLY_POLL_S, left)
 
     def _line_budget(self) -> int:
         """The ``lineBudgetMs`` in force: -1 gives first words only to clients that ask again."""
@@ -436,11 +445,26 @@ class Completer:
             return budget
         return AUTO_LINE_BUDGET_MS if self.refresh_hook is not None else 0
 
+    def _line_deadline(self, budget_ms: int) -> int:
+        """The ``lineDeadlineMs`` in force for a line budget (0: none); only for clients that ask again."""
+        if budget_ms <= 0 or self.refresh_hook is None:
+            return 0
+        deadline = self.settings.line_deadline_ms
+        if deadline < 0:
+            return budget_ms + LINE_DEADLINE_GRACE_MS
+        return max(deadline, budget_ms) if deadline else 0
+
     def _answer_early(
         self, state: _DocState, req: CompletionRequest, entry: _Running, early: Cleaned, started: float, waited: float
     ) -> Suggestion:
-        """Show the first words of a line still being generated; the whole line replaces them in the
-        type-through cache when it is done (and the client is told to ask again)."""
+        """Show the first words of a line still being generated, or nothing yet (``PENDING``); the
+        whole line replaces them in the type-through cache when it is done (and the client is told to
+        ask again)."""
+        if not early.text:
+            self._continue(state, req, entry, early)
+            return self._empty(
+                req, PENDING, started, engine_ms=(time.perf_counter() - started) * 1000 - waited, debounce_ms=waited
+            )
         confidence = float(getattr(entry.job, "first_prob", 1.0))  # as the whole line's: its first token
         elapsed = (time.perf_counter() - started) * 1000
         if self.settings.min_confidence and confidence < self.settings.min_confidence:
@@ -483,6 +507,8 @@ class Completer:
     ) -> Suggestion:
         """The rest of an adopted generation's first words, typed through or accepted so far."""
         self._continue(state, req, entry, early)
+        if not early.text:
+            return Suggestion(reason=PENDING)
         log.info("first words for %s v%d from the generation still running", req.uri, req.version)
         return Suggestion(early.text[len(typed) :], 0, cached=True)
 
@@ -538,6 +564,9 @@ class Completer:
                 )
                 if fitted is not None:
                     cleaned = fitted[0]
+        low = self.settings.min_confidence
+        if cleaned.text and low and result.first_prob < low:  # checked already if first words were shown
+            cleaned = Cleaned(reason=f"low confidence ({result.first_prob:.2f})")
         if state.shown is not early:
             return  # another suggestion is shown by now
         if cleaned.text:
@@ -753,8 +782,8 @@ class Completer:
         if entry.future.done() or not prefix.startswith(entry.prefix):
             return None
         typed = prefix[len(entry.prefix) :]
-        if not typed or len(typed) > TYPE_THROUGH_CHARS or "\n" in typed:
-            return None
+        if (not typed and not entry.continued) or len(typed) > TYPE_THROUGH_CHARS or "\n" in typed:
+            return None  # (asking again where a line answered early goes on waits for that line)
         if req.text[req.offset : req.offset + len(entry.suffix)] != entry.suffix:
             return None
         partial = _text_so_far(entry.job)

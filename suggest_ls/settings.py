@@ -27,6 +27,7 @@ class Settings:
     max_tokens_multiline: int = 96
     generation_budget_ms: int = 200
     line_budget_ms: int = -1
+    line_deadline_ms: int = -1
     debounce_ms: int = -1
     batch_window_ms: int = 30
     draft_tokens: int = 0
@@ -129,6 +130,16 @@ OPTIONS: tuple[Option, ...] = (
         "accepting, or asking again on the server's suggest/refresh) gets the whole line; 0 waits for "
         "it; -1 means 200 for clients that ask again on suggest/refresh (the VS Code and Neovim clients "
         "here declare it), else 0.",
+        lambda v: -1 <= v <= 60000,
+    ),
+    Option(
+        "lineDeadlineMs",
+        "line_deadline_ms",
+        int,
+        "For clients that ask again on suggest/refresh: a single line while typing whose first whole word "
+        "is not written this many ms after the request arrives is answered empty at once (reason 'line "
+        "still being written'); the line goes on, and the server sends suggest/refresh when it is done; "
+        "0 waits for the first words; -1 means lineBudgetMs + 30 (off when lineBudgetMs is 0).",
         lambda v: -1 <= v <= 60000,
     ),
     Option(

@@ -30,6 +30,7 @@ from typing import Any
 from suggest_ls.bench.common import Progress, machine, pcts, table, write_json
 from suggest_ls.bench.lspclient import Call, LspClient
 from suggest_ls.bench.typist import DEFAULT_FILES, Keystroke, Rhythm, Source, plan
+from suggest_ls.completer import PENDING
 from suggest_ls.document import utf16_len
 from suggest_ls.settings import parse_pairs
 
@@ -50,6 +51,15 @@ class Sent:
     key: Keystroke
     version: int
     typed_at: float
+    call: Call
+
+
+@dataclass
+class Refresh:
+    """A request sent again on ``suggest/refresh`` for a document (by index) at a version."""
+
+    doc: int
+    version: int
     call: Call
 
 
@@ -181,13 +191,13 @@ async def replay(
     sources: list[Source],
     keys: list[Keystroke],
     grace: float,
-) -> tuple[list[Sent], list[float], list[Call]]:
+) -> tuple[list[Sent], list[float], list[Refresh]]:
     """Open the documents, warm each one up, then type; returns what was sent, the warm-up times and
     the requests that followed ``suggest/refresh``."""
     texts = [s.initial for s in sources]
     versions = [1] * len(sources)
     cursors = [s.start for s in sources]
-    refreshes: list[Call] = []
+    refreshes: list[Refresh] = []
     follower = asyncio.ensure_future(follow_refresh(client, sources, texts, versions, cursors, refreshes))
     for s in sources:
         client.notify(
@@ -263,7 +273,7 @@ async def follow_refresh(
     texts: list[str],
     versions: list[int],
     cursors: list[int],
-    asked: list[Call],
+    asked: list[Refresh],
 ) -> None:
     """Ask again at the cursor on ``suggest/refresh`` for a document still at that version, as the
     VS Code extension does (an explicit trigger); the calls go to ``asked``."""
@@ -277,16 +287,15 @@ async def follow_refresh(
             doc = next((i for i, s in enumerate(sources) if s.uri == params.get("uri")), None)
             if doc is None or params.get("version") != versions[doc]:
                 continue
-            asked.append(
-                client.send(
-                    "textDocument/inlineCompletion",
-                    {
-                        "textDocument": {"uri": sources[doc].uri},
-                        "position": position(texts[doc], cursors[doc]),
-                        "context": {"triggerKind": 1},
-                    },
-                )
+            call = client.send(
+                "textDocument/inlineCompletion",
+                {
+                    "textDocument": {"uri": sources[doc].uri},
+                    "position": position(texts[doc], cursors[doc]),
+                    "context": {"triggerKind": 1},
+                },
             )
+            asked.append(Refresh(doc, versions[doc], call))
 
 
 def analyse(
@@ -295,7 +304,7 @@ def analyse(
     records: list[dict[str, Any]],
     sources: list[Source],
     count_tokens: Any,
-    refreshes: list[Call] | None = None,
+    refreshes: list[Refresh] | None = None,
 ) -> dict[str, Any]:
     """The raw samples and counts of one round from what the client saw and what the server recorded."""
     by_version: dict[tuple[Any, Any], dict[str, Any]] = {}
@@ -311,6 +320,18 @@ def analyse(
     error_examples: set[str] = set()
     stale_examples: list[dict[str, Any]] = []
     crossed = 0
+    # the whole line that a refresh brought, by (document, version), and answers a refresh made stale
+    by_refresh: dict[tuple[int, int], float] = {}
+    refresh_stale = 0
+    for again in refreshes or []:
+        if again.call.answered <= 0 or not _items(again.call):
+            continue
+        if any(again.call.sent < t < again.call.answered for t in typed_times.get(again.doc, [])):
+            refresh_stale += 1
+        else:
+            by_refresh.setdefault((again.doc, again.version), again.call.answered)
+    to_whole_line: list[float] = []
+    to_any: list[float] = []  # burst end to the first suggestion on screen, answered or refreshed
     overhead: list[float] = []
     pipeline: list[float] = []  # the part of the overhead inside the completer (the rest: protocol, transport)
     for s in sent:
@@ -347,6 +368,13 @@ def analyse(
             if items and not later:
                 last_shown += 1
                 to_suggestion.append((call.answered - s.typed_at) * 1000)
+            refreshed = by_refresh.get((s.key.doc, s.version))
+            if refreshed is not None:
+                to_whole_line.append((refreshed - s.typed_at) * 1000)
+            if items and not later:
+                to_any.append((call.answered - s.typed_at) * 1000)
+            elif refreshed is not None:
+                to_any.append((refreshed - s.typed_at) * 1000)
         r = by_version.get((sources[s.key.doc].uri, s.version))
         if r and _ran(r) and not str(r.get("outcome", "")).startswith(("superseded", "cancel")):
             engine = float(r.get("debounce_ms", 0.0)) + float(r.get("engine_ms", 0.0))
@@ -377,12 +405,18 @@ def analyse(
             "accepted_tokens": sum(int(r.get("accepted_tokens", 0)) for r in runs),
             "first_words": sum(1 for r in records if r.get("early")),
             "refresh_asks": len(refreshes or []),
-            "refresh_whole_lines": sum(1 for c in refreshes or [] if c.answered > 0 and _items(c)),
+            "refresh_whole_lines": sum(1 for a in refreshes or [] if a.call.answered > 0 and _items(a.call)),
+            "refresh_stale": refresh_stale,
+            # answered empty while the line was still being written (``lineDeadlineMs``)
+            "pending": sum(1 for r in records if r.get("outcome") == PENDING),
+            "burst_ends_with_suggestion_after_refresh": len(to_any),
         },
         "lists": {
             "rtt_all": rtt_all,
             "rtt_last": rtt_last,
             "to_suggestion": to_suggestion,
+            "to_whole_line": to_whole_line,
+            "to_any": to_any,
             "overhead": overhead,
             "pipeline": pipeline,
             "evaluated": [float(r["evaluated_tokens"]) for r in runs if "evaluated_tokens" in r],
@@ -424,6 +458,10 @@ def summarise(kind: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "server_ms_all": pcts(lists["rtt_all"]),
         "server_ms_last_keystroke": pcts(lists["rtt_last"]),
         "keystroke_to_suggestion_ms": pcts(lists["to_suggestion"]),
+        # the burst ends whose line came by suggest/refresh: keystroke to the whole line on screen
+        "keystroke_to_refreshed_line_ms": pcts(lists.get("to_whole_line", [])),
+        # every burst end that showed something: keystroke to its first suggestion, answered or refreshed
+        "keystroke_to_first_suggestion_ms": pcts(lists.get("to_any", [])),
         "model_runs_per_keystroke": round(counts["model_runs"] / max(1, counts["keystrokes"]), 3),
         "tokens_evaluated_per_completion": pcts(lists["evaluated"]),
         "tokens_generated_per_completion": pcts(lists["generated"]),
@@ -646,7 +684,8 @@ def _ratios_text(ratios: dict[str, Any]) -> list[str]:
 
 
 def _table(results: dict[str, dict[str, Any]]) -> str:
-    header = ["server", "last p50", "last p90", "last p99", "all p50", "all p99", "k→sugg p50", "runs/key"]
+    header = ["server", "last p50", "last p90", "last p99", "all p50", "all p99", "k→sugg p50", "k→first p90"]
+    header += ["pending", "runs/key"]
     header += ["eval p50", "eval max", "over bound", "stale", "unanswered", "overhead p50"]
     rows = []
     for name, r in results.items():
@@ -660,6 +699,8 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
                 everything["p50"],
                 everything["p99"],
                 r["keystroke_to_suggestion_ms"]["p50"],
+                r["keystroke_to_first_suggestion_ms"]["p90"],
+                r.get("pending", 0),
                 r["model_runs_per_keystroke"],
                 r["tokens_evaluated_per_completion"]["p50"],
                 r["tokens_evaluated_per_completion"]["max"],

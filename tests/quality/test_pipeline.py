@@ -308,7 +308,7 @@ async def test_a_line_that_repeats_the_next_one_gives_way_to_an_alternative(engi
 
 
 async def test_first_words_whose_line_breaks_the_code_give_way_or_are_withdrawn(engine):
-    s, _ = resolve({"temperature": 0, "debounceMs": 0, "lineBudgetMs": 1})
+    s, _ = resolve({"temperature": 0, "debounceMs": 0, "lineBudgetMs": 1, "lineDeadlineMs": 0})
     backend = breaking(engine)
     c = Completer(backend, FAMILIES["plain"], s)
     refreshed: list[tuple[str, int]] = []

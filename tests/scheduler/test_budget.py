@@ -9,7 +9,7 @@ from concurrent.futures import Future
 import pytest
 
 from suggest_ls.clean import StopRule
-from suggest_ls.completer import Completer, CompletionRequest, _whole_lines, whole_words
+from suggest_ls.completer import PENDING, Completer, CompletionRequest, _whole_lines, whole_words
 from suggest_ls.engine import Engine, GenRequest, GenResult
 from suggest_ls.prompt import FAMILIES
 from suggest_ls.settings import resolve
@@ -129,9 +129,13 @@ class Outcomes(Recording):
         return super().submit(req, record)
 
 
-def budget_completer(engine: Engine, budget: int) -> tuple[Completer, Outcomes, list[tuple[str, int]]]:
-    """A completer with ``lineBudgetMs`` set, its counting backend and the refreshes it asked for."""
-    settings, messages = resolve({"temperature": 0, "debounceMs": 0, "lineBudgetMs": budget})
+def budget_completer(
+    engine: Engine, budget: int, deadline: int = 0, **options: object
+) -> tuple[Completer, Outcomes, list[tuple[str, int]]]:
+    """A completer with ``lineBudgetMs`` (and ``lineDeadlineMs``) set, its counting backend and the
+    refreshes it asked for."""
+    raw = {"temperature": 0, "debounceMs": 0, "lineBudgetMs": budget, "lineDeadlineMs": deadline, **options}
+    settings, messages = resolve(raw)
     assert not messages
     backend = Outcomes(engine)
     c = Completer(backend, FAMILIES["plain"], settings)
@@ -210,3 +214,51 @@ async def test_a_line_adopted_by_the_next_keystroke_and_answered_early_is_still_
     await c.complete(CompletionRequest(uri, 3, elsewhere, len(elsewhere), "python"))
     await eventually(lambda: backend.outcomes)
     assert backend.outcomes[0] == "cancelled"  # not left running in the document's slot
+
+
+@pytest.mark.parametrize(
+    ("deadline", "budget", "follows", "in_force"),
+    [
+        (-1, 200, True, 230),  # the default: a little after the line budget
+        (-1, 200, False, 0),  # a client that would never ask again keeps waiting for words
+        (-1, 0, True, 0),  # no line budget: whole lines only
+        (0, 200, True, 0),  # turned off
+        (100, 200, True, 200),  # never before the budget
+        (400, 200, True, 400),
+    ],
+)
+def test_the_line_deadline_in_force(engine, deadline, budget, follows, in_force):
+    c, _, _ = budget_completer(engine, budget, deadline)
+    if not follows:
+        c.refresh_hook = None
+    assert c._line_deadline(budget) == in_force
+
+
+async def test_a_line_past_its_deadline_is_answered_empty_and_its_whole_line_follows_on_refresh(engine):
+    uri = "file:///line-deadline.py"
+    plain, _, _ = budget_completer(engine, 0)
+    full = await plain.complete(CompletionRequest(uri, 1, LIST, len(LIST), "python"))
+    assert len(full.text) >= 30
+
+    c, backend, refreshed = budget_completer(engine, 1, 1)  # no first word can be written in 1 ms
+    first = await c.complete(CompletionRequest(uri, 1, LIST, len(LIST), "python"))
+    assert first.text == "" and first.reason == PENDING and backend.outcomes == []
+    # asking again at the same place meanwhile waits for the same line instead of starting another
+    again = await c.complete(CompletionRequest(uri, 2, LIST, len(LIST), "python"))
+    assert again.text == "" and again.reason == PENDING and len(backend.jobs) == 1
+    await eventually(lambda: refreshed)
+    assert refreshed == [(uri, 2)] and backend.outcomes == ["done"]
+    whole = await c.complete(CompletionRequest(uri, 3, LIST, len(LIST), "python"))
+    assert whole.cached and whole.text == full.text and len(backend.jobs) == 1
+
+
+async def test_a_pending_line_below_the_confidence_floor_is_withdrawn_without_a_refresh(engine):
+    uri = "file:///line-deadline-unsure.py"
+    c, backend, refreshed = budget_completer(engine, 1, 1, minConfidence=1.0)
+    first = await c.complete(CompletionRequest(uri, 1, LIST, len(LIST), "python"))
+    assert first.reason == PENDING
+    await eventually(lambda: backend.outcomes)
+    await eventually(lambda: c._docs[uri].withdrawn is not None)
+    state = c._docs[uri]
+    assert backend.outcomes == ["done"] and state.shown is None
+    assert state.withdrawn_reason.startswith("low confidence") and not refreshed

@@ -8,9 +8,12 @@ import json
 import os
 import sys
 
+import pytest
+
 from suggest_ls.bench.latency import CAPABILITIES, position
 from suggest_ls.bench.lspclient import LspClient
 from suggest_ls.bench.typist import DEFAULT_FILES, Rhythm, plan
+from suggest_ls.completer import PENDING
 
 A = "".join(f"def scale_{i}(value):\n    return value * {i}\n\n\n" for i in range(12)) + "def scale_all(values):\n    "
 
@@ -152,15 +155,23 @@ async def test_typing_in_one_of_two_documents_evaluates_only_new_tokens(tmp_path
         await client.close()
 
 
-async def test_first_words_then_refresh_then_the_whole_line(tmp_path):
-    client, trace = await start(tmp_path, lineBudgetMs=1, maxTokens=48)
+@pytest.mark.parametrize(
+    ("deadline", "first_outcome"),
+    [
+        (0, "shown"),  # first words, however long they take
+        (1, PENDING),  # no first word within 1 ms: answered empty, the line follows by refresh
+    ],
+)
+async def test_first_words_then_refresh_then_the_whole_line(tmp_path, deadline, first_outcome):
+    client, trace = await start(tmp_path, lineBudgetMs=1, lineDeadlineMs=deadline, maxTokens=48)
     try:
         uri = "file:///refresh.py"
         text = "numbers = [1, 2, 3, 4, 5, 6, 7, 8, 9, 10]\nsame = ["
         open_doc(client, uri, text)
         params = {"textDocument": {"uri": uri}, "position": position(text, len(text)), "context": {"triggerKind": 2}}
         first = (await client.request("textDocument/inlineCompletion", params, 60))["items"]
-        assert first, "no first words"
+        assert bool(first) == (first_outcome == "shown")
+        shown = first[0]["insertText"] if first else ""
         for _ in range(600):
             if any(m == "suggest/refresh" for _, m, _ in client.notifications):
                 break
@@ -168,14 +179,16 @@ async def test_first_words_then_refresh_then_the_whole_line(tmp_path):
         refresh = [p for _, m, p in client.notifications if m == "suggest/refresh"]
         assert refresh == [{"uri": uri, "version": 1}]
         whole = (await client.request("textDocument/inlineCompletion", params, 60))["items"]
-        assert whole and whole[0]["insertText"].startswith(first[0]["insertText"])
-        assert len(whole[0]["insertText"]) > len(first[0]["insertText"])
+        assert whole and whole[0]["insertText"].startswith(shown)
+        assert len(whole[0]["insertText"]) > len(shown)
         for _ in range(100):  # the record is written once the answer is out
             outcomes = [(r["outcome"], r["early"]) for r in records(trace)]
             if len(outcomes) >= 3:
                 break
             await asyncio.sleep(0.02)
-        # the first words, the engine's work on the rest of the line, the whole line from the cache
-        assert outcomes == [("shown", True), ("line finished", False), ("cache", False)]
+        # the first words (or none yet), the engine's work on the rest of the line, the whole line
+        # from the cache
+        early = first_outcome == "shown"
+        assert outcomes == [(first_outcome, early), ("line finished", False), ("cache", False)]
     finally:
         await client.close()

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from suggest_ls.bench.latency import Sent, analyse
+from suggest_ls.bench.latency import Refresh, Sent, analyse
 from suggest_ls.bench.lspclient import Call
 from suggest_ls.bench.typist import Keystroke, Source
 
@@ -37,3 +37,30 @@ async def test_stale_answers_and_those_that_crossed_a_keystroke_in_flight():
     assert [(e["version"], e["outcome"], e["early"]) for e in examples] == [(3, "shown", True), (5, "shown", False)]
     assert examples[0]["typed_before_answer_ms"] < 1.0 < examples[1]["typed_before_answer_ms"]
     assert counts["first_words"] == 1 and counts["model_runs"] == 2
+
+
+async def test_lines_that_came_by_refresh_count_from_their_burst_end():
+    def burst_end(version: int, typed_at: float, answered: float, result: object) -> Sent:
+        s = sent(version, typed_at, answered, result)
+        return Sent(Keystroke(typed_at, 0, 4, "1", True), version, typed_at, s.call)
+
+    loop = asyncio.get_running_loop()
+
+    def again(version: int, at: float, answered: float, result: object) -> Refresh:
+        call = Call(100 + version, "textDocument/inlineCompletion", at, answered, result, None, loop.create_future())
+        return Refresh(0, version, call)
+
+    calls = [
+        burst_end(2, 0.000, 0.230, {"items": []}),  # pending; the whole line came by refresh at 0.400
+        burst_end(3, 1.000, 1.100, ITEM),  # answered with a line at once
+        burst_end(4, 2.000, 2.230, {"items": []}),  # pending; its refresh crossed the next keystroke
+        burst_end(5, 2.450, 2.500, {"items": []}),  # nothing at all
+    ]
+    refreshes = [again(2, 0.390, 0.400, ITEM), again(4, 2.440, 2.460, ITEM)]
+    records = [{"uri": SOURCE.uri, "version": v, "outcome": "line still being written"} for v in (2, 4)]
+    raw = analyse("suggest-ls", calls, records, [SOURCE], None, refreshes)
+    counts, lists = raw["counts"], raw["lists"]
+    assert counts["pending"] == 2 and counts["refresh_whole_lines"] == 2 and counts["refresh_stale"] == 1
+    assert counts["burst_ends_with_suggestion"] == 1 and counts["burst_ends_with_suggestion_after_refresh"] == 2
+    assert [round(x) for x in lists["to_whole_line"]] == [400]
+    assert sorted(round(x) for x in lists["to_any"]) == [100, 400]
