@@ -522,7 +522,8 @@ class Completer:
             state.job = None
         result = f.result()
         if result.outcome != "done" or entry.early is None or state.shown is not entry.early:
-            self._add(Record(uri=req.uri, outcome=LINE_FINISHED, **_timing(result, req.version, 0.0)))  # type: ignore[arg-type]
+            timing = _timing(result, req.version, 0.0)
+            self._add(Record(uri=req.uri, outcome=LINE_FINISHED, confidence=_first_prob(result), **timing))  # type: ignore[arg-type]
             return
         task = asyncio.ensure_future(self._finish_line(state, entry, req, result))
         self._tasks.add(task)
@@ -538,7 +539,7 @@ class Completer:
         try:
             await self._finish_line_checks(state, entry, req, result, early, timing)
         finally:
-            self._add(Record(uri=req.uri, outcome=LINE_FINISHED, **timing))  # type: ignore[arg-type]
+            self._add(Record(uri=req.uri, outcome=LINE_FINISHED, confidence=_first_prob(result), **timing))  # type: ignore[arg-type]
 
     async def _finish_line_checks(
         self,
@@ -993,9 +994,16 @@ def _timing(result: GenResult, version: int, waited: float) -> dict[str, float |
         generated_tokens=result.generated_tokens,
         drafted_tokens=result.drafted_tokens,
         accepted_tokens=result.accepted_tokens,
+        line_prob=round(result.line_prob, 4) if result.generated_tokens else -1.0,
+        min_prob=round(result.min_prob, 4) if result.generated_tokens else -1.0,
         version=version,
         debounce_ms=waited,
     )
+
+
+def _first_prob(result: GenResult) -> float:
+    """A finished line's confidence: its first token's probability (-1: nothing was generated)."""
+    return round(result.first_prob, 4) if result.generated_tokens else -1.0
 
 
 def _resolve(future: asyncio.Future[GenResult], result: GenResult) -> None:

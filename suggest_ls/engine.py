@@ -17,6 +17,7 @@ from __future__ import annotations
 import ctypes
 import hashlib
 import logging
+import math
 import os
 import threading
 import time
@@ -95,6 +96,9 @@ class GenResult:
     ttft_ms: float = 0.0
     total_ms: float = 0.0
     first_prob: float = 1.0
+    # the geometric mean and the least of the probabilities of the tokens sampled (the last included)
+    line_prob: float = 1.0
+    min_prob: float = 1.0
     slot: int = -1
     steps: int = 0
     drafted_tokens: int = 0
@@ -144,6 +148,9 @@ class Job:
     evaluated: int = 0
     budget: int = 0  # tokens it may generate: ``max_tokens``, at most half the slot's context
     first_prob: float = 1.0
+    logprob: float = 0.0  # summed over the tokens sampled
+    min_prob: float = 1.0
+    sampled: int = 0
     next_token: int = -1
     finished: bool = False
     rng: np.random.Generator | None = None
@@ -765,8 +772,11 @@ class Engine:
         for k in range(len(drafts) + 1):
             tok, prob = self._sample(job, index + k)
             made += 1
+            job.sampled += 1
+            job.logprob += math.log(max(prob, 1e-30))
+            job.min_prob = min(job.min_prob, prob)
             if job.req.alternatives and not job.text().strip():
-                job.alternatives = self._alternatives(job, index + k, tok, prob if not job.generated else 0.0)
+                job.alternatives = self._alternatives(job, index + k, tok, prob)
             if not job.generated:
                 job.first_token = now
                 job.first_prob = prob
@@ -815,6 +825,7 @@ class Engine:
         temp = job.req.temperature
         if temp <= 0 or job.rng is None:
             tok = int(np.argmax(logits))
+            m = float(logits[tok])
         else:
             # Top-40 with temperature, looked for only among the logits within 20·T of the best (the
             # others weigh below e^-20 each): a comparison over the vocabulary instead of a partition
@@ -825,15 +836,14 @@ class Engine:
                 top = np.sort(top[np.argpartition(logits[top], -40)[-40:]])
             p = np.exp((logits[top] - m) / temp)
             tok = int(top[job.rng.choice(len(top), p=p / p.sum())])
-        prob = 1.0
-        if not job.generated:
-            m = float(logits.max())
-            prob = float(np.exp(float(logits[tok]) - m) / np.exp(logits - m).sum())
+        # the softmax over the logits within 30 of the best (the others weigh below e^-30 each)
+        near = logits[logits >= m - 30.0]
+        prob = float(np.exp(float(logits[tok]) - m) / np.exp(near - m).sum())
         return tok, prob
 
     def _alternatives(self, job: Job, index: int, taken: int, taken_prob: float) -> tuple[tuple[str, float], ...]:
         """The likeliest tokens other than ``taken`` at batch row ``index``, each after the text so far
-        (``taken_prob``: the taken token's probability when the sampler computed it, else 0)."""
+        (``taken_prob``: the taken token's probability as the sampler computed it, or 0)."""
         ptr = self._L.llama_get_logits_ith(self._ctx, index)
         logits = np.ctypeslib.as_array(ptr, shape=(self._n_vocab,))
         m = float(logits.max())
@@ -891,6 +901,8 @@ class Engine:
             ttft_ms=((job.first_token or end) - job.submitted) * 1000,
             total_ms=(end - job.submitted) * 1000,
             first_prob=job.first_prob,
+            line_prob=math.exp(job.logprob / job.sampled) if job.sampled else 1.0,
+            min_prob=job.min_prob,
             slot=job.slot,
             steps=job.steps,
             drafted_tokens=job.drafted,

@@ -44,6 +44,9 @@ class Record:
     # How sure the model was of what was shown: the share of samples agreeing with it when candidates
     # were reranked, else the first token's probability (-1: nothing was generated).
     confidence: float = -1.0
+    # The first generation's token probabilities: their geometric mean and the least (-1: none).
+    line_prob: float = -1.0
+    min_prob: float = -1.0
     # Answered with the first words of a line still being generated (the ``lineBudgetMs`` setting).
     early: bool = False
 

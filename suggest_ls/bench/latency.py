@@ -710,8 +710,10 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
                 r["server_overhead_ms"]["p50"],
             ]
         )
-    return (
-        table(header, rows) + "\n(ms; 'last' = the last keystroke of each burst; eval = tokens evaluated per model run)"
+    return table(header, rows) + (
+        "\n(ms; 'last' = the last keystroke of each burst; k→first = from it to the first suggestion on screen, "
+        "answered or asked again on suggest/refresh; pending = answered empty while the line was still being "
+        "written; eval = tokens evaluated per model run)"
     )
 
 

@@ -27,12 +27,14 @@ from typing import Any
 from suggest_ls.bench.common import Progress, machine, pcts, table, write_json
 from suggest_ls.bench.lspclient import LspClient
 from suggest_ls.clean import StopRule
+from suggest_ls.completer import PENDING
 from suggest_ls.engine import Engine, EngineConfig, GenRequest, GenResult
 from suggest_ls.models import resolve_model
 from suggest_ls.settings import parse_pairs
 from suggest_ls.stats import LINE_FINISHED
 
 TIMEOUT_S = 3.0
+REFRESH_GRACE_S = 0.5  # after a line's finish is recorded, how long its suggest/refresh may take to arrive
 
 
 @dataclass(frozen=True)
@@ -150,6 +152,8 @@ class Outcome:
     tokens_evaluated: int = 0
     tokens_generated: int = 0
     confidence: float = -1.0
+    line_prob: float = -1.0  # the first generation's geometric mean token probability
+    min_prob: float = -1.0
     program: str | None = None
     early: bool = False  # first words shown, then the whole line on asking again (``lineBudgetMs``)
 
@@ -202,6 +206,7 @@ class ServerArm:
         self.uri = ""
         self.version = 0
         self._trace_pos = 0
+        self.finished: dict[str, Any] = {}  # the current task's 'line finished' record, once seen
 
     async def start(self) -> None:
         """Start the server, initialize, and wait for the model."""
@@ -258,17 +263,24 @@ class ServerArm:
         ms = (time.perf_counter() - started) * 1000
         record = await self._record_of(self.uri, self.version)
         early = bool(record.get("early"))
-        if early and await self._line_ready(seen):
+        self.finished = {}
+        if (early or record.get("outcome") == PENDING) and await self._line_ready(seen):
             # as the editors do on suggest/refresh: ask again at the same place for the whole line
             result = await self.client.request("textDocument/inlineCompletion", params, timeout=600)
             again = await self._record_of(self.uri, self.version, skip=LINE_FINISHED)
             if again:
                 record = {**record, "outcome": again.get("outcome", "")}
+        if self.finished:  # the token probabilities of the line that went on after the first answer
+            record = {**record, **{k: self.finished[k] for k in ("line_prob", "min_prob") if k in self.finished}}
+            if float(record.get("confidence", -1.0)) < 0:  # answered before its first token
+                record["confidence"] = self.finished.get("confidence", -1.0)
         items = (result or {}).get("items", []) if isinstance(result, dict) else (result or [])
         out = Outcome(ms=ms, reason=str(record.get("outcome", "")), early=early)
         out.tokens_evaluated = int(record.get("evaluated_tokens", 0))
         out.tokens_generated = int(record.get("generated_tokens", 0))
         out.confidence = float(record.get("confidence", -1.0))
+        out.line_prob = float(record.get("line_prob", -1.0))
+        out.min_prob = float(record.get("min_prob", -1.0))
         if not items:
             return out
         item = items[0]
@@ -285,7 +297,8 @@ class ServerArm:
 
     async def _line_ready(self, seen: int, timeout: float = 30.0) -> bool:
         """Whether ``suggest/refresh`` came for the current document and version (notifications after
-        the first ``seen``), waiting up to ``timeout``."""
+        the first ``seen``), waiting up to ``timeout``, or ``REFRESH_GRACE_S`` after the server recorded
+        the line finished (a line withdrawn is not refreshed)."""
         assert self.client is not None
         deadline = time.perf_counter() + timeout
         while time.perf_counter() < deadline:
@@ -293,6 +306,11 @@ class ServerArm:
                 if method == "suggest/refresh" and isinstance(params, dict):
                     if params.get("uri") == self.uri and params.get("version") == self.version:
                         return True
+            for record in self._new_records():
+                mine = record.get("uri") == self.uri and record.get("version") == self.version
+                if mine and record.get("outcome") == LINE_FINISHED:
+                    self.finished = record
+                    deadline = min(deadline, time.perf_counter() + REFRESH_GRACE_S)
             await asyncio.sleep(0.01)
         return False
 
@@ -305,8 +323,11 @@ class ServerArm:
         while True:
             for record in self._new_records():
                 latest = record
-                if record.get("uri") == uri and record.get("version") == version and record.get("outcome") != skip:
-                    return record
+                if record.get("uri") == uri and record.get("version") == version:
+                    if record.get("outcome") != skip:
+                        return record
+                    if skip == LINE_FINISHED:
+                        self.finished = record
             if time.perf_counter() > deadline:
                 return latest
             await asyncio.sleep(0.005)
@@ -545,6 +566,8 @@ async def run(args: argparse.Namespace, model: str) -> dict[str, Any]:
                             "ms": round(o.ms),
                             "shown": o.shown,
                             "confidence": o.confidence,
+                            "line_prob": o.line_prob,
+                            "min_prob": o.min_prob,
                             "early": o.early,
                         }
                         for name, o in ((n, outcomes[n][k]) for n in outcomes)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import re
 import threading
 import time
@@ -289,3 +290,14 @@ def test_a_budget_beyond_the_context_leaves_the_prompt_half_of_it(model_path):
         assert s.outcome == "done" and s.prompt_tokens == len(eng.tokenize(short, True))
     finally:
         eng.close()
+
+
+def test_a_lines_token_probabilities_agree_with_scoring_its_text(engine: Engine):
+    prompt = CODE + "\n\ndef count_files(root):\n"
+    (gen,) = run(engine, GenRequest("probs-a", prompt, max_tokens=8, rule=NEVER_STOP))
+    assert gen.outcome == "done" and gen.generated_tokens == 8  # stopped by max_tokens: every token kept
+    assert 0 < gen.min_prob <= gen.line_prob <= 1 and gen.min_prob <= gen.first_prob
+    # log p(text | prompt), token by token, from a scoring request on another document's slot
+    (scored,) = run(engine, GenRequest("probs-b", prompt + gen.text, max_tokens=0, score_from=len(prompt)))
+    assert scored.scored_tokens == 8
+    assert abs(math.exp(scored.score / scored.scored_tokens) - gen.line_prob) < 0.02
