@@ -358,7 +358,7 @@ class Completer:
         if result.outcome == "error":
             return self._empty(req, f"error: {result.error}", started, **timing)
         cleaned = clean(_whole_lines(result, block), cursor, rule)
-        confidence = result.first_prob
+        confidence = result.min_prob
         fits = False  # known to keep the code well-formed (reranking checks its candidates)
         if self._reranks(req) and not block and not self.template.fim and _follow(cursor, 0):
             ranked = await self._rerank(state, req, cursor, rule, gen, cleaned, generation, timing)
@@ -378,13 +378,13 @@ class Completer:
             if fitted is None:
                 return self._empty(req, "superseded", started, **timing)
             cleaned, confidence = fitted
+        timing["confidence"] = round(confidence, 4)
         if s.min_confidence and confidence < s.min_confidence:
             return self._empty(req, f"low confidence ({confidence:.2f})", started, **timing)
         if not cleaned.text:
             return self._empty(req, cleaned.reason, started, **timing)
         state.shown = _Shown(prefix_full, cursor.suffix, cleaned.text, cleaned.replace)
         state.prefetched = None
-        timing["confidence"] = round(confidence, 4)
         record = Record(uri=req.uri, outcome="shown", total_ms=(time.perf_counter() - started) * 1000, **timing)  # type: ignore[arg-type]
         self._add(record)
         after_answer(
@@ -465,7 +465,8 @@ class Completer:
             return self._empty(
                 req, PENDING, started, engine_ms=(time.perf_counter() - started) * 1000 - waited, debounce_ms=waited
             )
-        confidence = float(getattr(entry.job, "first_prob", 1.0))  # as the whole line's: its first token
+        # the least probability of its tokens so far: the whole line's can only be lower
+        confidence = float(getattr(entry.job, "min_prob", 1.0))
         elapsed = (time.perf_counter() - started) * 1000
         if self.settings.min_confidence and confidence < self.settings.min_confidence:
             entry.job.cancel.set()  # the whole line would be refused for the same reason
@@ -522,8 +523,7 @@ class Completer:
             state.job = None
         result = f.result()
         if result.outcome != "done" or entry.early is None or state.shown is not entry.early:
-            timing = _timing(result, req.version, 0.0)
-            self._add(Record(uri=req.uri, outcome=LINE_FINISHED, confidence=_first_prob(result), **timing))  # type: ignore[arg-type]
+            self._add(Record(uri=req.uri, outcome=LINE_FINISHED, **_timing(result, req.version, 0.0, True)))  # type: ignore[arg-type]
             return
         task = asyncio.ensure_future(self._finish_line(state, entry, req, result))
         self._tasks.add(task)
@@ -535,11 +535,11 @@ class Completer:
         is answered empty at once); then the client is told it may ask again."""
         early = entry.early
         assert early is not None
-        timing = _timing(result, req.version, 0.0)
+        timing = _timing(result, req.version, 0.0, True)
         try:
             await self._finish_line_checks(state, entry, req, result, early, timing)
         finally:
-            self._add(Record(uri=req.uri, outcome=LINE_FINISHED, confidence=_first_prob(result), **timing))  # type: ignore[arg-type]
+            self._add(Record(uri=req.uri, outcome=LINE_FINISHED, **timing))  # type: ignore[arg-type]
 
     async def _finish_line_checks(
         self,
@@ -564,10 +564,10 @@ class Completer:
                     state, req, entry.cursor, entry.rule, entry.gen, result, entry.generation, timing, why
                 )
                 if fitted is not None:
-                    cleaned = fitted[0]
-        low = self.settings.min_confidence
-        if cleaned.text and low and result.first_prob < low:  # checked already if first words were shown
-            cleaned = Cleaned(reason=f"low confidence ({result.first_prob:.2f})")
+                    cleaned, timing["confidence"] = fitted[0], round(fitted[1], 4)
+        low, confidence = self.settings.min_confidence, float(timing["confidence"])
+        if cleaned.text and low and confidence < low:
+            cleaned = Cleaned(reason=f"low confidence ({confidence:.2f})")
         if state.shown is not early:
             return  # another suggestion is shown by now
         if cleaned.text:
@@ -709,7 +709,7 @@ class Completer:
             cleaned = clean(_whole_lines(replace(result, text=start + result.text), rule.multiline), cursor, rule)
             if cleaned.text and not syntax.breaks(req.text, req.offset, cleaned.text, cleaned.replace):
                 log.debug("alternative start %r fits (p=%.3f)", start, prob)
-                return cleaned, prob
+                return cleaned, min(prob, result.min_prob)
         return Cleaned(reason=why), 0.0
 
     def _reranks(self, req: CompletionRequest) -> bool:
@@ -981,9 +981,10 @@ def _indent_width(cursor: Cursor, block: bool) -> int:
     return len(opener) - len(opener.lstrip(" \t"))
 
 
-def _timing(result: GenResult, version: int, waited: float) -> dict[str, float | int]:
-    """The engine's figures for a request's record."""
-    return dict(
+def _timing(result: GenResult, version: int, waited: float, confidence: bool = False) -> dict[str, float | int]:
+    """The engine's figures for a request's record (with ``confidence``: the line's, as a finished
+    line's record carries it)."""
+    figures: dict[str, float | int] = dict(
         queue_ms=result.queue_ms,
         ttft_ms=result.ttft_ms,
         engine_ms=result.total_ms,
@@ -999,11 +1000,9 @@ def _timing(result: GenResult, version: int, waited: float) -> dict[str, float |
         version=version,
         debounce_ms=waited,
     )
-
-
-def _first_prob(result: GenResult) -> float:
-    """A finished line's confidence: its first token's probability (-1: nothing was generated)."""
-    return round(result.first_prob, 4) if result.generated_tokens else -1.0
+    if confidence:
+        figures["confidence"] = round(result.min_prob, 4) if result.generated_tokens else -1.0
+    return figures
 
 
 def _resolve(future: asyncio.Future[GenResult], result: GenResult) -> None:

@@ -196,8 +196,9 @@ OPTIONS: tuple[Option, ...] = (
         "minConfidence",
         "min_confidence",
         float,
-        "Hide suggestions the model is unsure of (0 shows all): below this first-token probability, or "
-        "when candidates are sampled, below this share of the samples agreeing with the line shown.",
+        "Hide suggestions the model is unsure of (0 shows all): when the least probability of the line's "
+        "tokens is below this, or when candidates are sampled, the share of the samples agreeing with the "
+        "line shown.",
         lambda v: 0 <= v <= 1,
     ),
     Option(

@@ -42,7 +42,7 @@ class Record:
     alternative_jobs: int = 0
     alternative_tokens: int = 0
     # How sure the model was of what was shown: the share of samples agreeing with it when candidates
-    # were reranked, else the first token's probability (-1: nothing was generated).
+    # were reranked, else the least probability of its tokens (-1: nothing was generated).
     confidence: float = -1.0
     # The first generation's token probabilities: their geometric mean and the least (-1: none).
     line_prob: float = -1.0

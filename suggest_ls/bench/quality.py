@@ -271,9 +271,9 @@ class ServerArm:
             if again:
                 record = {**record, "outcome": again.get("outcome", "")}
         if self.finished:  # the token probabilities of the line that went on after the first answer
-            record = {**record, **{k: self.finished[k] for k in ("line_prob", "min_prob") if k in self.finished}}
-            if float(record.get("confidence", -1.0)) < 0:  # answered before its first token
-                record["confidence"] = self.finished.get("confidence", -1.0)
+            # (and its confidence, as the server judged the whole line rather than its first words)
+            keys = ("line_prob", "min_prob", "confidence")
+            record = {**record, **{k: self.finished[k] for k in keys if k in self.finished}}
         items = (result or {}).get("items", []) if isinstance(result, dict) else (result or [])
         out = Outcome(ms=ms, reason=str(record.get("outcome", "")), early=early)
         out.tokens_evaluated = int(record.get("evaluated_tokens", 0))

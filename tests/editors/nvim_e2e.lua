@@ -1,6 +1,7 @@
 -- Drives a real headless Neovim with the suggest_ls plugin against the real server.
 -- Run by tests/editors/test_nvim.py: nvim --headless --clean -S nvim_e2e.lua
--- Environment: SUGGEST_PLUGIN (editors/nvim), SUGGEST_PYTHON, SUGGEST_FILE, SUGGEST_OUT (JSON written here).
+-- Environment: SUGGEST_PLUGIN (editors/nvim), SUGGEST_PYTHON, SUGGEST_FILE, SUGGEST_OUT (JSON written here),
+-- SUGGEST_TYPE (keys typed at the end of the file), SUGGEST_SCENARIO ("refresh": see refresh_scenario).
 local out = {}
 local NS = vim.api.nvim_create_namespace("nvim.lsp.inline_completion")
 
@@ -78,12 +79,30 @@ local function type_keys(keys)
   end
 end
 
+-- The refresh scenario: first words of a long line at once, then the whole line when the server
+-- sends suggest/refresh, with no keystroke in between.
+local function refresh_scenario(last)
+  local first = wait_for("first words", 60000, ghost)
+  out.first_ghost = first
+  local whole = wait_for("the whole line after suggest/refresh", 60000, function()
+    local g = ghost()
+    return g and g.text ~= first.text and g or nil
+  end)
+  out.whole_ghost = whole
+  out.line_after_refresh = line(last)
+  finish(nil)
+end
+
 local function main()
   vim.opt.rtp:prepend(vim.env.SUGGEST_PLUGIN)
   local sls = require("suggest_ls")
+  local settings = { temperature = 0, debounceMs = 0 }
+  if vim.env.SUGGEST_SCENARIO == "refresh" then
+    settings.lineBudgetMs, settings.lineDeadlineMs = 1, 0 -- first words as soon as there are any
+  end
   sls.setup({
     cmd = { vim.env.SUGGEST_PYTHON, "-m", "suggest_ls", "--stdio" },
-    settings = { temperature = 0, debounceMs = 0 },
+    settings = settings,
   })
   vim.cmd.edit(vim.env.SUGGEST_FILE)
   local client = wait_for("client attach", 20000, function()
@@ -105,6 +124,9 @@ local function main()
   sleep(50)
   type_keys(vim.env.SUGGEST_TYPE)
   out.typed_line = line(last)
+  if vim.env.SUGGEST_SCENARIO == "refresh" then
+    return refresh_scenario(last)
+  end
   local g, waited = wait_for("ghost text extmark", 60000, ghost)
   out.ghost = g
   out.ghost_wait_ms = waited

@@ -25,12 +25,10 @@ def nvim_binary() -> str:
     return found
 
 
-@pytest.fixture(scope="module")
-def session(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
-    """Run the headless Neovim driver once; its observations as a dict."""
-    work = tmp_path_factory.mktemp("nvim")
+def drive(work: Path, text: str, typed: str, scenario: str = "") -> dict[str, Any]:
+    """Run the headless Neovim driver on a file holding ``text``; its observations as a dict."""
     source = work / "add.py"
-    source.write_text("def add(a, b):\n    ")
+    source.write_text(text)
     out = work / "out.json"
     env = dict(
         os.environ,
@@ -38,7 +36,8 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
         SUGGEST_PYTHON=sys.executable,
         SUGGEST_FILE=str(source),
         SUGGEST_OUT=str(out),
-        SUGGEST_TYPE=TYPED,
+        SUGGEST_TYPE=typed,
+        SUGGEST_SCENARIO=scenario,
         XDG_STATE_HOME=str(work / "state"),
         XDG_CONFIG_HOME=str(work / "config"),
         XDG_DATA_HOME=str(work / "data"),
@@ -58,6 +57,12 @@ def session(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
     result["lsp_log"] = log.read_text() if log.exists() else ""
     assert not result.get("error"), f"{result['error']}\n--- lsp.log ---\n{result['lsp_log'][-3000:]}"
     return result
+
+
+@pytest.fixture(scope="module")
+def session(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    """The main scenario: attach, ghost text, accept, status, disable."""
+    return drive(tmp_path_factory.mktemp("nvim"), "def add(a, b):\n    ", TYPED)
 
 
 def test_plugin_attaches_and_reports_ready(session: dict[str, Any]) -> None:
@@ -96,3 +101,19 @@ def test_disable_then_tab_is_a_plain_tab(session: dict[str, Any]) -> None:
     assert session["statusline_disabled"] == "suggest-ls: disabled"
     assert session["ghost_when_disabled"] is None
     assert session["fallback_line"] == "\tx"
+
+
+# A line the model writes the same long way every time (greedy): its first words come well before it ends.
+LIST = (
+    'first = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda"]\n'
+    'second = ["alpha", "beta", "gamma", "delta", "epsilon", "zeta", "eta", "theta", "iota", "kappa", "lambda"]\n'
+)
+
+
+def test_first_words_grow_into_the_whole_line_on_suggest_refresh(tmp_path: Path) -> None:
+    result = drive(tmp_path, LIST + "third", ' = ["', scenario="refresh")
+    first, whole = result["first_ghost"], result["whole_ghost"]
+    assert result["typed_line"] == 'third = ["'
+    assert first["text"].strip() and whole["text"].startswith(first["text"])
+    assert len(whole["text"]) > len(first["text"])  # no keystroke in between: only the refresh asked again
+    assert result["line_after_refresh"] == 'third = ["'

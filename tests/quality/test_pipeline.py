@@ -329,3 +329,19 @@ async def test_first_words_whose_line_breaks_the_code_give_way_or_are_withdrawn(
         assert again.cached and syntax.breaks(COUNT, offset, again.text, again.replace) == ""
     else:
         assert again.reason == syntax.BREAKS
+
+
+async def test_min_confidence_hides_a_line_by_its_least_likely_token(engine):
+    plain, _ = make(engine)
+    got = await plain.complete(request(FUNC, uri="file:///conf.py"))
+    assert got.text and got.record is not None
+    least = got.record.confidence
+    assert 0 < least < 1 and least == got.record.min_prob  # the line's least token probability
+    assert got.record.line_prob >= least
+    above, _ = make(engine, minConfidence=min(1.0, least + 0.005))
+    hidden = await above.complete(request(FUNC, uri="file:///conf.py"))
+    assert hidden.text == "" and hidden.reason.startswith("low confidence")
+    assert hidden.record is not None and hidden.record.confidence == least  # the record says why
+    below, _ = make(engine, minConfidence=max(0.0, least - 0.005))
+    shown = await below.complete(request(FUNC, uri="file:///conf.py"))
+    assert shown.text == got.text
