@@ -433,7 +433,7 @@ def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
     }
 
 
-THRESHOLDS = (0.0, 0.2, 0.3, 0.4, 0.5, 0.6, 0.7, 0.8, 0.9)
+THRESHOLDS = (0.0, 0.05, 0.1, 0.15, 0.2, 0.25, 0.3, 0.4, 0.5, 0.6, 0.9)
 
 
 def by_min_confidence(outcomes: list[Outcome]) -> list[dict[str, float]]:
@@ -611,7 +611,7 @@ def print_report(report: dict[str, Any]) -> None:
             print(f"{set_name}: pipeline/raw pass@1 = {ratio:.2f}")
         curve = arms.get("pipeline", {}).get("by_min_confidence", [])
         if curve:
-            cells = "  ".join(f"{r['min_confidence']:.1f}: {r['pass@1']}/{r['precision']}/{r['shown']}" for r in curve)
+            cells = "  ".join(f"{r['min_confidence']:.2f}: {r['pass@1']}/{r['precision']}/{r['shown']}" for r in curve)
             print(f"{set_name}/pipeline with minConfidence (pass@1/precision/shown %): {cells}")
 
 
