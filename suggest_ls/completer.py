@@ -271,7 +271,7 @@ class Completer:
             adopt.job.cancel.set()  # adopted, but this request needs no generation after all
         if hit is not None:
             return self._cache_hit(req, hit, started)
-        if _remainder(state.withdrawn, req) is not None:
+        if _remainder(state.withdrawn, req) is not None or _at(state.withdrawn, req):
             if adopt is not None:
                 adopt.job.cancel.set()
             return self._empty(req, state.withdrawn_reason, started)
@@ -379,7 +379,7 @@ class Completer:
                 return self._empty(req, "superseded", started, **timing)
             cleaned, confidence = fitted
         timing["confidence"] = round(confidence, 4)
-        if s.min_confidence and confidence < s.min_confidence:
+        if s.min_confidence and cleaned.text and confidence < s.min_confidence:  # else: why there is none
             return self._empty(req, f"low confidence ({confidence:.2f})", started, **timing)
         if not cleaned.text:
             return self._empty(req, cleaned.reason, started, **timing)
@@ -930,6 +930,13 @@ def _remainder(shown: _Shown | None, req: CompletionRequest) -> Suggestion | Non
     if req.text[req.offset : req.offset + len(shown.suffix)] != shown.suffix:
         return None
     return Suggestion(rest, shown.replace, cached=True)
+
+
+def _at(shown: _Shown | None, req: CompletionRequest) -> bool:
+    """Whether ``req`` is exactly where ``shown`` was asked for (same text before and after the cursor)."""
+    if shown is None or req.offset != len(shown.prefix) or not req.text.startswith(shown.prefix):
+        return False
+    return req.text[req.offset : req.offset + len(shown.suffix)] == shown.suffix
 
 
 def _whole_lines(result: GenResult, block: bool) -> str:

@@ -264,8 +264,11 @@ class ServerArm:
         record = await self._record_of(self.uri, self.version)
         early = bool(record.get("early"))
         self.finished = {}
-        if (early or record.get("outcome") == PENDING) and await self._line_ready(seen):
-            # as the editors do on suggest/refresh: ask again at the same place for the whole line
+        pending = record.get("outcome") == PENDING
+        # as the editors do on suggest/refresh: ask again at the same place for the whole line (and
+        # for a line answered before its first word that was not kept: why, answered at once)
+        ready = await self._line_ready(seen) if early or pending else False
+        if ready or pending:
             result = await self.client.request("textDocument/inlineCompletion", params, timeout=600)
             again = await self._record_of(self.uri, self.version, skip=LINE_FINISHED)
             if again:

@@ -264,3 +264,6 @@ async def test_a_pending_line_below_the_confidence_floor_is_withdrawn_without_a_
     state = c._docs[uri]
     assert backend.outcomes == ["done"] and state.shown is None
     assert state.withdrawn_reason.startswith("low confidence") and not refreshed
+    # asking there again is answered at once, with why, and runs no model
+    again = await c.complete(CompletionRequest(uri, 2, LIST, len(LIST), "python"))
+    assert again.text == "" and again.reason == state.withdrawn_reason and len(backend.jobs) == 1
