@@ -14,6 +14,7 @@ import asyncio
 import gzip
 import json
 import os
+import re
 import subprocess
 import sys
 import tempfile
@@ -416,7 +417,7 @@ def summarize(outcomes: list[Outcome]) -> dict[str, Any]:
     reasons: dict[str, int] = {}
     for o in outcomes:
         if not o.shown:
-            key = o.reason or "unknown"
+            key = re.sub(r" \([0-9.]+\)$", "", o.reason) or "unknown"  # "low confidence (0.05)": one group
             reasons[key] = reasons.get(key, 0) + 1
     return {
         "tasks": n,
