@@ -435,6 +435,7 @@ class Engine:
             log.info("this model's cache cannot shift: no cache reuse beyond the common prefix")
         self._n_swa = int(L.llama_model_n_swa(model)) if hasattr(L, "llama_model_n_swa") else 0
         self._n_vocab = L.llama_vocab_n_tokens(self._vocab)
+        self._softmax_buf = np.empty(self._n_vocab, dtype=np.float32)  # the engine thread's scratch
         self._n_ctx_slot = L.llama_n_ctx_seq(ctx) if hasattr(L, "llama_n_ctx_seq") else cfg.context_size
         self._batch = L.llama_batch_init(cfg.n_batch, 0, 1)
         self._tuner = ThreadTuner(threads) if not cfg.threads else None
@@ -836,9 +837,12 @@ class Engine:
                 top = np.sort(top[np.argpartition(logits[top], -40)[-40:]])
             p = np.exp((logits[top] - m) / temp)
             tok = int(top[job.rng.choice(len(top), p=p / p.sum())])
-        # the softmax over the logits within 30 of the best (the others weigh below e^-30 each)
-        near = logits[logits >= m - 30.0]
-        prob = float(np.exp(float(logits[tok]) - m) / np.exp(near - m).sum())
+        # the softmax over the whole vocabulary, in place in one buffer (0.56 ms for 262k logits here;
+        # a small model's logits are flat: 85 % of them lie within 30 of the best)
+        buf = self._softmax_buf
+        np.subtract(logits, m, out=buf)
+        np.exp(buf, out=buf)
+        prob = float(buf[tok]) / float(buf.sum())
         return tok, prob
 
     def _alternatives(self, job: Job, index: int, taken: int, taken_prob: float) -> tuple[tuple[str, float], ...]:

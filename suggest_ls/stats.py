@@ -269,5 +269,6 @@ class Recorder:
     def reasons(self, n: int = 10) -> list[dict[str, object]]:
         """The latest reasons a suggestion was not shown."""
         with self._lock:
-            out = [r for r in reversed(self._records) if r.outcome not in MODEL_OUTCOMES][:n]
+            # (a finished line is the engine's work after a request was answered, not a reason)
+            out = [r for r in reversed(self._records) if r.outcome not in (*MODEL_OUTCOMES, LINE_FINISHED)][:n]
         return [{"uri": r.uri, "reason": r.outcome, "at": r.at} for r in out]

@@ -178,7 +178,7 @@ async def test_bookkeeping_waits_until_the_answer_is_out():
     assert [r.outcome for r in c.recorder.recent()] == ["shown"]
 
 
-def test_the_work_after_first_words_is_not_a_request_and_has_no_latency():
+def test_the_work_after_first_words_is_not_a_request_nor_a_reason_and_has_no_latency():
     from suggest_ls.metrics import Metrics
     from suggest_ls.stats import LINE_FINISHED, Record, Recorder
 
@@ -192,3 +192,6 @@ def test_the_work_after_first_words_is_not_a_request_and_has_no_latency():
     assert 'suggest_ls_tokens_total{kind="generated"} 12.0' in text
     requests = [line for line in text.splitlines() if line.startswith("suggest_ls_requests_total{")]
     assert requests == ['suggest_ls_requests_total{result="shown"} 1.0']
+    recorder.add(Record("file:///a.py", "line still being written", total_ms=230.0))
+    # nor is it a reason for no suggestion (the status lists those)
+    assert [r["reason"] for r in recorder.reasons()] == ["line still being written"]
