@@ -271,7 +271,8 @@ class Completer:
             adopt.job.cancel.set()  # adopted, but this request needs no generation after all
         if hit is not None:
             return self._cache_hit(req, hit, started)
-        if _remainder(state.withdrawn, req) is not None or _at(state.withdrawn, req):
+        if _remainder(state.withdrawn, req) is not None or _typed_on(state.withdrawn, req) == "":
+            # on first words not kept, or exactly where a line was not kept: why, at once
             if adopt is not None:
                 adopt.job.cancel.set()
             return self._empty(req, state.withdrawn_reason, started)
@@ -917,26 +918,25 @@ def _text_so_far(job: Handle) -> str:
     return text() if callable(text) else ""
 
 
-def _remainder(shown: _Shown | None, req: CompletionRequest) -> Suggestion | None:
-    """What is left of ``shown`` after the characters typed since it was shown (same text after the cursor)."""
+def _typed_on(shown: _Shown | None, req: CompletionRequest) -> str | None:
+    """What was typed since ``shown`` was asked for, while ``req`` is still on it (a start of its text,
+    the same text after the cursor); None when it is not."""
     if shown is None or not req.text.startswith(shown.prefix) or req.offset < len(shown.prefix):
         return None
     typed = req.text[len(shown.prefix) : req.offset]
     if len(typed) > TYPE_THROUGH_CHARS or not shown.text.startswith(typed):
         return None
-    rest = shown.text[len(typed) :]
-    if not rest.strip():
-        return None
     if req.text[req.offset : req.offset + len(shown.suffix)] != shown.suffix:
         return None
-    return Suggestion(rest, shown.replace, cached=True)
+    return typed
 
 
-def _at(shown: _Shown | None, req: CompletionRequest) -> bool:
-    """Whether ``req`` is exactly where ``shown`` was asked for (same text before and after the cursor)."""
-    if shown is None or req.offset != len(shown.prefix) or not req.text.startswith(shown.prefix):
-        return False
-    return req.text[req.offset : req.offset + len(shown.suffix)] == shown.suffix
+def _remainder(shown: _Shown | None, req: CompletionRequest) -> Suggestion | None:
+    """What is left of ``shown`` after the characters typed since it was shown (same text after the cursor)."""
+    typed = _typed_on(shown, req)
+    if shown is None or typed is None or not shown.text[len(typed) :].strip():
+        return None
+    return Suggestion(shown.text[len(typed) :], shown.replace, cached=True)
 
 
 def _whole_lines(result: GenResult, block: bool) -> str:
