@@ -52,7 +52,7 @@ from suggest_ls.framing import (
 from suggest_ls.ops import Operations
 from suggest_ls.security import token_matches
 from suggest_ls.settings import SECTION, Settings, resolve
-from suggest_ls.stats import Record, Recorder
+from suggest_ls.stats import STALE_EMPTIED, UNREAD_SEND, Record, Recorder
 
 log = logging.getLogger(__name__)
 STATUS_METHOD = "suggest/status"
@@ -304,7 +304,7 @@ class SuggestProtocol(LanguageServerProtocol):
         if watched is not None and error is None and attrs.has(type(result)) and getattr(result, "items", None):
             uri, doc, version = watched
             if doc.version != version or self._server.documents.get(uri) is not doc:  # type: ignore[attr-defined]
-                log.info("no suggestion for %s: stale (v%d changed before the answer went out)", uri, version)
+                log.info("no suggestion for %s: stale (v%d %s)", uri, version, STALE_EMPTIED)
                 result = attrs.evolve(result, items=[])
         plain = _plain_inline_result(result) if error is None else None
         if plain is not None and plain["items"] and self._defer(msg_id, result, watched):
@@ -319,8 +319,12 @@ class SuggestProtocol(LanguageServerProtocol):
         """Hold a suggestion back while input the client sent before it is still unread: it may be a
         change that makes the suggestion stale. It goes out (checked again) once that input is handled."""
         count = self._deferrals.get(msg_id, 0)
-        if self.input_pending is None or count >= MAX_DEFERRALS or not self.input_pending():
+        if self.input_pending is None or not self.input_pending():
             self._deferrals.pop(msg_id, None)
+            return False
+        if count >= MAX_DEFERRALS:
+            self._deferrals.pop(msg_id, None)
+            log.warning("suggestion for request %s %s (held back %d times)", msg_id, UNREAD_SEND, count)
             return False
         self._deferrals[msg_id] = count + 1
         if watched is not None:

@@ -10,6 +10,9 @@ from collections.abc import Callable
 from dataclasses import asdict, dataclass, field
 
 MODEL_OUTCOMES = ("shown", "cache")
+# What the server logs about staleness on the way out (``bench latency`` counts these lines):
+STALE_EMPTIED = "changed before the answer went out"  # a suggestion emptied: its document changed first
+UNREAD_SEND = "sent with input still unread"  # holding a suggestion back gave up: it may go out stale
 LINE_FINISHED = "line finished"  # the engine's work on a line after its first words were answered
 
 

@@ -33,6 +33,7 @@ from suggest_ls.bench.typist import DEFAULT_FILES, Keystroke, Rhythm, Source, pl
 from suggest_ls.completer import PENDING
 from suggest_ls.document import utf16_len
 from suggest_ls.settings import parse_pairs
+from suggest_ls.stats import STALE_EMPTIED, UNREAD_SEND
 
 SERVERS = ("suggest-ls", "naive", "openai")
 CROSSED_MS = 1.0
@@ -173,6 +174,13 @@ class Session:
             except TimeoutError:
                 self.helper.kill()
                 await self.helper.wait()
+
+    def log_count(self, text: str) -> int:
+        """How many lines of the server's log hold ``text``."""
+        path = self.dir / "server.log"
+        if not path.exists():
+            return 0
+        return sum(text in line for line in path.read_text(encoding="utf-8", errors="replace").splitlines())
 
     def records(self) -> list[dict[str, Any]]:
         """The per-request records the server wrote."""
@@ -622,7 +630,13 @@ async def _run(args: argparse.Namespace, model: str) -> int:
             finally:
                 await session.stop()
             warmups.setdefault(name, []).extend(round(w, 1) for w in warm)
-            raws[name].append(analyse(name, sent, session.records(), sources, count_tokens, refreshes))
+            raw = analyse(name, sent, session.records(), sources, count_tokens, refreshes)
+            # the server's own view of staleness: answers it emptied because the document changed
+            # first, and answers it let go while client input was still unread (0 means every stale
+            # answer the client saw was written before the keystroke reached the server)
+            raw["counts"]["server_emptied_stale"] = session.log_count(STALE_EMPTIED)
+            raw["counts"]["server_sent_with_input_unread"] = session.log_count(UNREAD_SEND)
+            raws[name].append(raw)
     for name, _, options in servers:
         results[name] = summarise(name, raws[name])
         results[name]["first_completion_ms"] = warmups[name]

@@ -66,8 +66,13 @@ def test_other_results_are_left_to_the_converter() -> None:
     assert _plain_inline_result({"items": []}) is None
 
 
-def test_a_suggestion_waits_for_input_already_sent_and_goes_out_checked_again() -> None:
+def test_a_suggestion_waits_for_input_already_sent_and_goes_out_checked_again(caplog: pytest.LogCaptureFixture) -> None:
     import json
+    import logging
+
+    from suggest_ls.stats import STALE_EMPTIED, UNREAD_SEND
+
+    caplog.set_level(logging.INFO, logger="suggest_ls.server")
 
     from suggest_ls.server import create_server
 
@@ -109,6 +114,8 @@ def test_a_suggestion_waits_for_input_already_sent_and_goes_out_checked_again() 
     pending[0] = False
     ls.protocol.send_deferred()
     assert len(sent) == 1 and b'"id": 7' in sent[0] and b'"items": []' in sent[0]  # stale: sent empty
+    logged = [r.getMessage() for r in caplog.records]
+    assert any(STALE_EMPTIED in m for m in logged) and not any(UNREAD_SEND in m for m in logged)
     sent.clear()
     answer_for(8)  # nothing unread: sent at once, with its item
     assert len(sent) == 1 and b'"insertText": "x + 1)"' in sent[0]
@@ -118,3 +125,4 @@ def test_a_suggestion_waits_for_input_already_sent_and_goes_out_checked_again() 
     for _ in range(5):  # input keeps coming: the answer waits for a few chunks, not forever
         ls.protocol.send_deferred()
     assert len(sent) == 1 and b'"id": 9' in sent[0]
+    assert any(UNREAD_SEND in r.getMessage() for r in caplog.records)  # and the log says it went out so
