@@ -11,7 +11,8 @@ from dataclasses import asdict, dataclass, field
 
 MODEL_OUTCOMES = ("shown", "cache")
 # What the server logs about staleness on the way out (``bench latency`` counts these lines):
-STALE_EMPTIED = "changed before the answer went out"  # a suggestion emptied: its document changed first
+STALE_LOGGED = ": stale ("  # in every line about a suggestion emptied because its document changed first
+STALE_EMPTIED = "changed before the answer went out"  # ... on its way out (held back, then checked again)
 UNREAD_SEND = "sent with input still unread"  # holding a suggestion back gave up: it may go out stale
 LINE_FINISHED = "line finished"  # the engine's work on a line after its first words were answered
 

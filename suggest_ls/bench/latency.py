@@ -33,7 +33,7 @@ from suggest_ls.bench.typist import DEFAULT_FILES, Keystroke, Rhythm, Source, pl
 from suggest_ls.completer import PENDING
 from suggest_ls.document import utf16_len
 from suggest_ls.settings import parse_pairs
-from suggest_ls.stats import STALE_EMPTIED, UNREAD_SEND
+from suggest_ls.stats import STALE_LOGGED, UNREAD_SEND
 
 SERVERS = ("suggest-ls", "naive", "openai")
 CROSSED_MS = 1.0
@@ -634,7 +634,7 @@ async def _run(args: argparse.Namespace, model: str) -> int:
             # the server's own view of staleness: answers it emptied because the document changed
             # first, and answers it let go while client input was still unread (0 means every stale
             # answer the client saw was written before the keystroke reached the server)
-            raw["counts"]["server_emptied_stale"] = session.log_count(STALE_EMPTIED)
+            raw["counts"]["server_emptied_stale"] = session.log_count(STALE_LOGGED)
             raw["counts"]["server_sent_with_input_unread"] = session.log_count(UNREAD_SEND)
             raws[name].append(raw)
     for name, _, options in servers:
