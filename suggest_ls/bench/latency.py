@@ -373,16 +373,15 @@ def analyse(
                 shown += 1
         if s.key.pause_after:
             rtt_last.append(call.rtt_ms)
-            if items and not later:
-                last_shown += 1
-                to_suggestion.append((call.answered - s.typed_at) * 1000)
             refreshed = by_refresh.get((s.key.doc, s.version))
             if refreshed is not None:
                 to_whole_line.append((refreshed - s.typed_at) * 1000)
             if items and not later:
-                to_any.append((call.answered - s.typed_at) * 1000)
+                last_shown += 1
+                to_suggestion.append((call.answered - s.typed_at) * 1000)
+                to_any.append(to_suggestion[-1])
             elif refreshed is not None:
-                to_any.append((refreshed - s.typed_at) * 1000)
+                to_any.append(to_whole_line[-1])
         r = by_version.get((sources[s.key.doc].uri, s.version))
         if r and _ran(r) and not str(r.get("outcome", "")).startswith(("superseded", "cancel")):
             engine = float(r.get("debounce_ms", 0.0)) + float(r.get("engine_ms", 0.0))
@@ -467,9 +466,9 @@ def summarise(kind: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "server_ms_last_keystroke": pcts(lists["rtt_last"]),
         "keystroke_to_suggestion_ms": pcts(lists["to_suggestion"]),
         # the burst ends whose line came by suggest/refresh: keystroke to the whole line on screen
-        "keystroke_to_refreshed_line_ms": pcts(lists.get("to_whole_line", [])),
+        "keystroke_to_refreshed_line_ms": pcts(lists["to_whole_line"]),
         # every burst end that showed something: keystroke to its first suggestion, answered or refreshed
-        "keystroke_to_first_suggestion_ms": pcts(lists.get("to_any", [])),
+        "keystroke_to_first_suggestion_ms": pcts(lists["to_any"]),
         "model_runs_per_keystroke": round(counts["model_runs"] / max(1, counts["keystrokes"]), 3),
         "tokens_evaluated_per_completion": pcts(lists["evaluated"]),
         "tokens_generated_per_completion": pcts(lists["generated"]),
