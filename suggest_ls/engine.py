@@ -180,6 +180,11 @@ class Slot:
     last_used: float = 0.0
 
 
+def cpu_has_amx(system_info: str) -> bool:
+    """Whether llama.cpp's CPU backend reports AMX (``AMX_INT8 = 1`` in llama_print_system_info)."""
+    return "AMX_INT8 = 1" in system_info
+
+
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0
@@ -401,6 +406,11 @@ class Engine:
         )
         log.info("offload: %s", plan.reason)
         mparams.n_gpu_layers = plan.layers
+        if cpu_has_amx(L.llama_print_system_info().decode(errors="replace")):
+            # llama.cpp's AMX matrix kernels (an extra CPU buffer type, picked on CPUs with AMX) crash
+            # inside llama_decode with this build; without extra buffer types the AVX-512 kernels run.
+            mparams.use_extra_bufts = False
+            log.info("CPU has AMX: llama.cpp's AMX kernels are turned off (they crash in decoding)")
         model = L.llama_model_load_from_file(path, mparams)
         if not model and plan.layers:
             log.warning("GPU load failed; retrying on the CPU")
