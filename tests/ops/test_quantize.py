@@ -30,7 +30,12 @@ async def test_cli_requantizes_with_progress_and_the_result_completes(quantized,
         assert "Q4_0" in info.quantization
         req = GenRequest("q", "def add(a, b):\n    return ", max_tokens=8, temperature=0.0, rule=StopRule())
         result = await run_job(engine, req)
-        assert result.outcome == "done" and "a" in result.text
+        # Properties, not exact text: greedy output from a requantized model differs between CPUs
+        # (AVX-512 and AVX2 kernels round differently; one wrote "a + b", another "10 + b").
+        assert result.outcome == "done", result.error
+        assert result.generated_tokens >= 1 and result.text.strip()
+        assert any(c.isalnum() for c in result.text), result.text
+        assert 0.0 < result.min_prob <= 1.0
     finally:
         engine.close()
 
