@@ -317,6 +317,8 @@ async def _check(args: argparse.Namespace) -> int:
     try:
         print(f"suggest-ls {__version__}")
         print(f"model      {choice.path} (from {choice.source})")
+        if choice.why:
+            print(f"           {choice.why}")
         print(
             f"           {info.model.name or '?'} [{info.model.architecture}] {info.quantization}, {info.size_bytes / 2**20:.0f} MiB"
         )

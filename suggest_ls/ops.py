@@ -84,6 +84,7 @@ class Operations:
         self.backend: Closable | None = None
         self.completer: Completer | None = None
         self.load_info: LoadInfo | None = None
+        self.model_why = ""  # why the default model was chosen ('' for a configured one)
         self.base_state, self.base_reason = "loading", ""
         self.state, self.reason = "loading", ""
         self.alerts = AlertState()
@@ -128,7 +129,8 @@ class Operations:
         """The engine configuration from the current settings (raises ModelError)."""
         s = self.settings
         choice = resolve_model(s.model or self.model_override, roots=self.roots)
-        log.info("model: %s (from %s)", choice.path, choice.source)
+        log.info("model: %s (from %s)%s", choice.path, choice.source, f": {choice.why}" if choice.why else "")
+        self.model_why = choice.why
         return EngineConfig(
             model_path=choice.path,
             context_size=s.context_size,
@@ -414,6 +416,7 @@ class Operations:
             "backend": s.backend,
             "model": Path(info.path).name if info else None,
             "modelPath": info.path if info else None,
+            "modelWhy": self.model_why,
             "quantization": info.quantization if info else None,
             "device": info.device if info else None,
             "gpuLayers": info.gpu_layers if info else 0,
