@@ -11,6 +11,7 @@ import logging
 import os
 import threading
 import time
+from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
 from typing import Protocol, TextIO
@@ -27,7 +28,7 @@ from suggest_ls.context import (
     wants_block,
     window,
 )
-from suggest_ls.engine import GenRequest, GenResult
+from suggest_ls.engine import IDLE, GenRequest, GenResult
 from suggest_ls.prompt import Template, build_prompt
 from suggest_ls.settings import Settings
 from suggest_ls.stats import LINE_FINISHED, Record, Recorder
@@ -130,6 +131,7 @@ class _DocState:
     # first words whose whole line was not kept: a request on them is answered empty at once
     withdrawn: _Shown | None = None
     withdrawn_reason: str = ""
+    warm_job: Handle | None = None  # evaluating the prompt at the cursor before it is asked for
 
 
 def after_answer(fn: Callable[..., object], *args: object) -> None:
@@ -184,6 +186,7 @@ class Completer:
         self.last_raw = ""
         self._trace = os.environ.get("SUGGEST_LS_TRACE", "")
         self._tasks: set[asyncio.Future[None]] = set()  # lines answered early, being finished
+        self.warmed: deque[tuple[str, int]] = deque(maxlen=256)  # (outcome, tokens evaluated) of warm jobs
         self._trace_file: TextIO | None = None
 
     def _add(self, record: Record) -> None:
@@ -210,8 +213,45 @@ class Completer:
             state.job.cancel.set()
         if state and state.prefetch_job is not None:
             state.prefetch_job.cancel.set()
+        if state and state.warm_job is not None:
+            state.warm_job.cancel.set()
         if state and state.superseded is not None and not state.superseded.done():
             state.superseded.set_result(None)
+
+    def warm(self, req: CompletionRequest) -> bool:
+        """Evaluate the prompt at ``req``'s cursor at idle priority, so that a request there (or a
+        keystroke later) finds it cached: after didOpen, a cursor move, or an edit no request
+        followed. A live request stops it and keeps what it evaluated; a newer warm replaces it.
+        False when there is nothing to do (disabled, a request running, an impossible place)."""
+        s = self.settings
+        if not (s.enabled and s.warm) or self.backend is None:
+            return False
+        if len(req.text) > MAX_DOCUMENT_CHARS or not 0 <= req.offset <= len(req.text):
+            return False
+        state = self._docs.setdefault(req.uri, _DocState())
+        if state.job is not None or any(not e.job.cancel.is_set() for e in state.running):
+            return False  # a live request is evaluating this document's prompt already
+        cursor = self.cursor(req)
+        if "\x00" in cursor.prefix or "\x00" in cursor.suffix:
+            return False
+        if state.warm_job is not None:
+            state.warm_job.cancel.set()
+        prompt = build_prompt(cursor, self.template, self._extra(state, req, cursor))
+        gen = GenRequest(key=req.uri, prompt=prompt, max_tokens=0, priority=IDLE)
+
+        def done(result: GenResult) -> None:
+            self.warmed.append((result.outcome, result.evaluated_tokens))
+            log.debug(
+                "warm %s v%d: %s, %d tokens evaluated", req.uri, req.version, result.outcome, result.evaluated_tokens
+            )
+
+        state.warm_job = self.backend.submit(gen, done)
+        return True
+
+    def warm_summary(self) -> dict[str, int]:
+        """The latest warm jobs: finished, stopped by a live request or a newer warm, tokens evaluated."""
+        done = sum(1 for outcome, _ in self.warmed if outcome == "done")
+        return {"done": done, "stopped": len(self.warmed) - done, "tokens": sum(n for _, n in self.warmed)}
 
     def cursor(self, req: CompletionRequest) -> Cursor:
         """The prompt window around the request's cursor."""
@@ -237,6 +277,9 @@ class Completer:
             state.interval_ms = 0.7 * state.interval_ms + 0.3 * min(gap, 1000.0)
         state.last_request = now
         state.latest = req
+        if state.warm_job is not None:  # the engine would stop it for the live job anyway
+            state.warm_job.cancel.set()
+            state.warm_job = None
         state.generation += 1
         generation = state.generation
         adopt = self._adoptable(state, req)

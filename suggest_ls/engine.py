@@ -51,6 +51,9 @@ class EngineConfig:
     batch_window_ms: int = 30
     n_batch: int = 512
     prefill_chunk: int = 128
+    # Idle jobs (``priority < 0``: warming a document's prompt before it is asked for) evaluate at
+    # most this many prompt tokens a step, so a live request arriving meanwhile waits one short step.
+    idle_chunk: int = 16
     draft_tokens: int = 0
     draft_ngram: int = 3
     # Cache reuse by shifting: runs of at least this many prompt tokens found further on in the
@@ -67,7 +70,7 @@ class GenRequest:
     max_tokens: int = 48
     temperature: float = 0.0
     rule: StopRule = StopRule()
-    priority: int = 0
+    priority: int = 0  # below 0: idle (see ``is_idle``)
     # Quality levers (optional): a seed mixed into sampling, so samples of one prompt differ; and
     # ``score_from``, a character offset in the prompt: the log-probability of the prompt's tokens
     # after it is returned as ``score`` (with ``max_tokens=0``, scoring only: nothing is generated).
@@ -178,6 +181,14 @@ class Slot:
     key: str = ""
     job: Job | None = None
     last_used: float = 0.0
+
+
+IDLE = -1  # the priority of warming jobs
+
+
+def is_idle(job: Job | None) -> bool:
+    """An idle job runs only while no live job does, and gives its slot up to a live one."""
+    return job is not None and job.req.priority < 0
 
 
 def cpu_has_amx(system_info: str) -> bool:
@@ -567,6 +578,8 @@ class Engine:
             if job.cancel.is_set():
                 self._finish(job, "cancelled")
                 continue
+            if not is_idle(job):
+                self._yield_idle(job)
             free = [s for s in self._slots if s.job is None]
             if not free:
                 keep.append(job)
@@ -577,6 +590,19 @@ class Engine:
                 log.exception("could not start a job")
                 self._finish(job, "error", str(exc))
         self._pending.extend(keep)
+
+    def _yield_idle(self, live: Job) -> None:
+        """Stop idle jobs a live job needs out of the way: its own document's (that slot holds its
+        prompt) and, when no slot is free, the oldest idle one. What they evaluated stays cached."""
+        idle = [s for s in self._slots if is_idle(s.job)]
+        taken = [s for s in idle if s.key == live.req.key]
+        if not taken and idle and all(s.job is not None for s in self._slots):
+            taken = idle[:1]
+        for slot in taken:
+            job = slot.job
+            assert job is not None
+            slot.job = None
+            self._finish(job, "cancelled")
 
     def _place(self, job: Job, free: list[Slot]) -> None:
         req = job.req
@@ -685,8 +711,10 @@ class Engine:
         outputs: list[tuple[Slot, int, list[int]]] = []  # slot, index of its first logits, drafts fed
         # Drafts ride along only when one job generates: on a CPU a step of a few more tokens costs
         # little next to its weight reads, but several jobs already fill the step.
-        lone = sum(1 for s in self._slots if s.job and not s.job.todo and s.job.next_token >= 0) == 1
-        for slot in self._slots:
+        live = any(s.job and not is_idle(s.job) for s in self._slots)
+        runnable = [s for s in self._slots if s.job and not (live and is_idle(s.job))]
+        lone = sum(1 for s in runnable if s.job and not s.job.todo and s.job.next_token >= 0) == 1
+        for slot in runnable:
             job = slot.job
             if job and not job.todo and job.next_token >= 0:
                 drafts = self._drafts(job, cap - n - 1) if lone else []
@@ -700,8 +728,8 @@ class Engine:
                 job.drafted += len(drafts)
                 job.next_token = -1
         scoring: list[tuple[Job, int, int]] = []  # job, batch index, the token its logits predict
-        budget = min(cap - n, max(1, self.config.prefill_chunk))
-        prefilling = sorted((s for s in self._slots if s.job and s.job.todo), key=lambda s: len(s.job.todo))  # type: ignore[union-attr]
+        budget = min(cap - n, max(1, self.config.prefill_chunk if live else self.config.idle_chunk))
+        prefilling = sorted((s for s in runnable if s.job and s.job.todo), key=lambda s: len(s.job.todo))  # type: ignore[union-attr]
         for slot in prefilling:
             job = slot.job
             assert job is not None

@@ -183,7 +183,7 @@ def coder_model_path() -> Path:
         with os.fdopen(fd, "wb") as out:
             for part in parts:
                 with part.open("rb") as f:
-                    for block in iter(lambda f=f: f.read(1 << 20), b""):
+                    while block := f.read(1 << 20):
                         digest.update(block)
                         out.write(block)
         if digest.hexdigest() != CODER_SHA256:

@@ -427,6 +427,7 @@ class Operations:
             "parallel": info.parallel if info else s.parallel,
             "contextPerSlot": info.n_ctx if info else 0,
             "template": self.completer.template.name if self.completer else None,
+            "warm": self.completer.warm_summary() if self.completer else {},
             "gpu": gpu_view,
             "gpuMemUsed": format_gb(gpu.used) if gpu else "no GPU",
             "tokensPerSecond": round(self.proxy.tokens_per_second(10.0), 1),

@@ -133,9 +133,9 @@ def render_extra(extra: tuple[Chunk, ...], template: Template, cursor: Cursor) -
         return ""
     if template.file_fmt:
         files = "".join(
-            _fill(template.file_fmt, {"{path}": short_path(c.path), "{text}": _ends_nl(c.text)}) for c in extra
+            fill(template.file_fmt, {"{path}": short_path(c.path), "{text}": _ends_nl(c.text)}) for c in extra
         )
-        return files + _fill(template.current_fmt, {"{path}": short_path(cursor.path)})
+        return files + fill(template.current_fmt, {"{path}": short_path(cursor.path)})
     mark = comment_marker(cursor.language)
     out: list[str] = []
     for chunk in extra:
@@ -154,10 +154,10 @@ def build_prompt(cursor: Cursor, template: Template, extra: tuple[Chunk, ...] = 
     name = short_path(cursor.path, 1) if cursor.path else ""
     header = f"{comment_marker(cursor.language)} {name}\n" if name else ""
     parts = {"{prefix}": prefix, "{suffix}": cursor.suffix, "{extra}": rendered, "{file}": header}
-    return _fill(template.fmt, parts)
+    return fill(template.fmt, parts)
 
 
-def _fill(fmt: str, parts: dict[str, str]) -> str:
+def fill(fmt: str, parts: dict[str, str]) -> str:
     """Replace slots in one pass, so text inside the code is never expanded."""
     return re.sub("|".join(re.escape(k) for k in parts), lambda m: parts[m.group(0)], fmt) if parts else fmt
 

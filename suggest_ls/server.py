@@ -64,6 +64,10 @@ RELOAD_METHOD = "suggest/reloadModel"
 ACCEPTED_COMMAND = "suggestLs.accepted"
 # Partial acceptance (word/line at a time): params {"id", "acceptedLength"}.
 PARTIAL_ACCEPT_NOTIFICATION = "suggest/didPartiallyAccept"
+CURSOR_NOTIFICATION = "suggest/didMoveCursor"  # {textDocument: {uri}, position}: where the user is
+# Delays before warming the prompt at a place (suggest_ls.completer.Completer.warm): a request
+# arriving meanwhile makes it moot.
+WARM_CURSOR_S, WARM_EDIT_S = 0.15, 0.4
 _MESSAGE_TYPES = {"error": types.MessageType.Error, "warning": types.MessageType.Warning}
 DOCUMENT_STATE_METHOD = "suggest/documentState"
 AUTH_TIMEOUT_S = 10.0
@@ -438,6 +442,7 @@ class SuggestServer(LanguageServer):
         self.roots: list[str] = []
         self._load_task: asyncio.Future[Any] | None = None
         self._watch_task: asyncio.Future[None] | None = None
+        self._warm_timers: dict[str, asyncio.TimerHandle] = {}
 
     # ----- transports and process lifecycle -----
     def start_io(self, stdin: Any = None, stdout: Any = None) -> None:
@@ -691,6 +696,7 @@ class SuggestServer(LanguageServer):
     # ----- completion -----
     async def suggest(self, uri: str, position: types.Position, manual: bool) -> tuple[Document, Suggestion] | None:
         """Run the completer for a position; None when the document is unknown or the position impossible."""
+        self.cancel_warm(uri)
         doc = self.documents.get(uri)
         if doc is None:
             self._no_suggestion(uri, "document not open")
@@ -726,6 +732,51 @@ class SuggestServer(LanguageServer):
             return None
         return doc, result
 
+    # ----- warming the prompt where the user is -----
+    def schedule_warm(self, uri: str, offset: int, delay_s: float) -> None:
+        """Warm the prompt at ``offset`` of ``uri`` after ``delay_s`` unless the document changes or a
+        request for it comes first (a newer call replaces an older one)."""
+        old = self._warm_timers.pop(uri, None)
+        if old is not None:
+            old.cancel()
+        doc = self.documents.get(uri)
+        if doc is None or not self.settings.warm:
+            return
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:  # applied outside the server's loop (tests): nothing to schedule
+            return
+        self._warm_timers[uri] = loop.call_later(delay_s, self._warm, uri, doc.version, offset)
+
+    def cancel_warm(self, uri: str) -> None:
+        """A request for ``uri`` arrived: no warming is scheduled there any more."""
+        timer = self._warm_timers.pop(uri, None)
+        if timer is not None:
+            timer.cancel()
+
+    def _warm(self, uri: str, version: int, offset: int) -> None:
+        self._warm_timers.pop(uri, None)
+        doc = self.documents.get(uri)
+        completer = self.completer
+        if doc is None or doc.version != version or doc.out_of_sync or completer is None:
+            return
+        if len(doc) > MAX_DOCUMENT_CHARS:
+            return
+        offset = min(max(0, offset), len(doc))
+        completer.warm(CompletionRequest(uri, version, doc.text, offset, doc.language_id, False))
+
+    def cursor_moved(self, uri: str, line: int, character: int) -> None:
+        """The client says where the cursor is: warm the prompt there."""
+        doc = self.documents.get(uri)
+        if doc is None:
+            return
+        try:
+            offset = doc.offset(line, character, strict=True)
+        except PositionError as exc:
+            log.debug("%s for %s: %s", CURSOR_NOTIFICATION, uri, exc)
+            return
+        self.schedule_warm(uri, offset, WARM_CURSOR_S)
+
     def change(self, uri: str, version: int, changes: list[Change]) -> None:
         """Apply a didChange: each change is a range (start line, character, end line, character) or
         None for the whole text, and the new text."""
@@ -734,6 +785,7 @@ class SuggestServer(LanguageServer):
             log.warning("didChange for a document that is not open: %s", uri)
             return
         single = len(changes) == 1
+        warm_at = -1
         for where, text in changes:
             try:
                 if where is None:
@@ -744,10 +796,14 @@ class SuggestServer(LanguageServer):
                 if single:  # accepting a word or line of the suggestion shown is one insertion
                     self.ops.acceptance.edit(doc.uri, a, b - a, text)
                 doc.replace(a, b, text)
+                if single:  # the cursor is where the edit ends; warm there unless a request follows
+                    warm_at = a + len(text)
             except PositionError as exc:
                 doc.out_of_sync = f"impossible edit: {exc}"
                 log.warning("%s is out of sync until it is reopened or fully replaced: %s", doc.uri, exc)
         doc.version = version
+        if warm_at >= 0:
+            self.schedule_warm(uri, warm_at, WARM_EDIT_S)
 
     def _no_suggestion(self, uri: str, reason: str) -> None:
         """Log and count why a request got no suggestion before (or after) the completer."""
@@ -791,6 +847,21 @@ def create_server(model_override: str = "") -> SuggestServer:
         ls.documents[item.uri] = Document(
             item.uri, item.text, item.version, item.language_id, str(ls.workspace.position_encoding or "utf-16")
         )
+        # Not warmed here: where the cursor is, clients that send suggest/didMoveCursor say next (a
+        # guess such as the end of the file would replace a useful prompt in the document's slot).
+
+    @server.feature(CURSOR_NOTIFICATION)
+    def cursor_moved(ls: SuggestServer, params: Any) -> None:
+        document, position = _field(params, "textDocument"), _field(params, "position")
+        uri = _field(document, "uri") if document is not None else None
+        line = _field(position, "line") if position is not None else None
+        character = _field(position, "character") if position is not None else None
+        if not isinstance(uri, str) or not all(
+            isinstance(v, int) and not isinstance(v, bool) for v in (line, character)
+        ):
+            log.warning("%s needs {textDocument: {uri}, position: {line, character}}", CURSOR_NOTIFICATION)
+            return
+        ls.cursor_moved(uri, line, character)  # type: ignore[arg-type]
 
     @server.feature(types.TEXT_DOCUMENT_DID_CHANGE)
     def did_change(ls: SuggestServer, params: types.DidChangeTextDocumentParams) -> None:
@@ -806,6 +877,7 @@ def create_server(model_override: str = "") -> SuggestServer:
     @server.feature(types.TEXT_DOCUMENT_DID_CLOSE)
     def did_close(ls: SuggestServer, params: types.DidCloseTextDocumentParams) -> None:
         ls.documents.pop(params.text_document.uri, None)
+        ls.cancel_warm(params.text_document.uri)
         ls.ops.acceptance.forget(params.text_document.uri)
         if ls.completer:
             ls.completer.forget(params.text_document.uri)

@@ -42,6 +42,7 @@ class Settings:
     alternatives: int = 3
     extra_context_tokens: int = 256
     prefetch: bool = False
+    warm: bool = True
     idle_unload_s: int = 0
     log_level: str = "info"
     alerts: str = "auto"
@@ -250,6 +251,14 @@ OPTIONS: tuple[Option, ...] = (
         "prefetch",
         bool,
         "After showing a suggestion, compute the next one at low priority as if it were accepted.",
+    ),
+    Option(
+        "warm",
+        "warm",
+        bool,
+        "Evaluate the prompt at the cursor before it is asked for: when a document is opened, the cursor "
+        "moves (the VS Code and Neovim clients here send suggest/didMoveCursor) or an edit is not followed "
+        "by a request, at idle priority (a live request stops it and keeps what it evaluated).",
     ),
     Option(
         "idleUnloadSeconds",

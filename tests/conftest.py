@@ -1,8 +1,22 @@
-"""Shared fixtures: the real engine on the embedded model."""
+"""Shared fixtures: the real engine on the small embedded model.
+
+Servers the tests spawn serve the small model (Gemma 3 270M) through ``$SUGGEST_LS_MODEL``, for the
+suite's time, except where a test clears it to run the default, the coder model: the end-to-end
+tests (tests/e2e, tests/editors) and tests/unit/test_models.py's check of the default.
+"""
 
 from __future__ import annotations
 
+import os
+
 import pytest
+
+os.environ["SUGGEST_LS_MODEL"] = "small"
+
+
+def default_model_env() -> dict[str, str]:
+    """The environment for a server that serves the default model (the coder model when installed)."""
+    return {k: v for k, v in os.environ.items() if k != "SUGGEST_LS_MODEL"}
 
 from suggest_ls.engine import Engine, EngineConfig
 from suggest_ls.models import embedded_model_path

@@ -31,6 +31,7 @@ from suggest_ls.clean import StopRule
 from suggest_ls.completer import PENDING
 from suggest_ls.engine import Engine, EngineConfig, GenRequest, GenResult
 from suggest_ls.models import resolve_model
+from suggest_ls.prompt import Template, detect_template, fill
 from suggest_ls.settings import parse_pairs
 from suggest_ls.stats import LINE_FINISHED
 
@@ -361,24 +362,35 @@ class ServerArm:
 
 
 class RawArm:
-    """The raw model: the text before the cursor as the whole prompt, greedy, cut at the first newline."""
+    """The raw model, greedy, cut at the first newline: a FIM model gets its own fill-in-the-middle
+    prompt (the whole text before and after the cursor, nothing else); others the text before it."""
 
     def __init__(self, model: str) -> None:
         self.model = model
         self.engine: Engine | None = None
+        self.template: Template | None = None
 
     async def start(self) -> None:
         """Load the model in-process (one slot)."""
         path = resolve_model(self.model).path
         self.engine = Engine(EngineConfig(path, context_size=4096, parallel=1)).start()
-        await asyncio.wrap_future(self.engine.ready)
+        info = await asyncio.wrap_future(self.engine.ready)
+        template = detect_template(info.model)
+        self.template = template if template.fim else None
+
+    def prompt(self, task: Task) -> str:
+        """The raw prompt of a task."""
+        if self.template is None:
+            return task.prefix
+        suffix = task.document[task.offset :]
+        return fill(self.template.fmt, {"{prefix}": task.prefix, "{suffix}": suffix, "{extra}": "", "{file}": ""})
 
     async def complete(self, task: Task) -> Outcome:
         """One greedy generation from the bare prefix."""
         assert self.engine is not None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[GenResult] = loop.create_future()
-        req = GenRequest(key="raw", prompt=task.prefix, max_tokens=48, temperature=0.0, rule=StopRule())
+        req = GenRequest(key="raw", prompt=self.prompt(task), max_tokens=48, temperature=0.0, rule=StopRule())
         started = time.perf_counter()
 
         def done(result: GenResult) -> None:

@@ -8,7 +8,11 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
+from tests.conftest import default_model_env
+
 SERVER = [sys.executable, "-m", "suggest_ls", "--stdio"]
+# The end-to-end tests run the default model: the coder model, with its FIM prompt.
+CODER = ClientServerConfig(server_command=SERVER, server_env=default_model_env())
 CAPABILITIES = types.ClientCapabilities(
     text_document=types.TextDocumentClientCapabilities(
         inline_completion=types.InlineCompletionClientCapabilities(),
@@ -43,7 +47,7 @@ async def wait_ready(client: LanguageClient) -> dict:
     raise TimeoutError("model did not load")
 
 
-@pytest_lsp.fixture(config=ClientServerConfig(server_command=SERVER))
+@pytest_lsp.fixture(config=CODER)
 async def client(lsp_client: LanguageClient):
     lsp_client.init_result = await start(lsp_client)
     yield

@@ -14,6 +14,7 @@ import { detailLines, type ServerStatus, type StatusChange, statusView } from ".
 const STATUS_REQUEST = "suggest/status";
 const STATUS_NOTIFICATION = "suggest/didChangeStatus";
 const LINE_READY_NOTIFICATION = "suggest/refresh";
+const CURSOR_NOTIFICATION = "suggest/didMoveCursor";
 const REFRESH_MS = 10_000;
 
 type Action = vscode.QuickPickItem & { run?: () => unknown };
@@ -26,6 +27,7 @@ class SuggestExtension implements vscode.Disposable {
   private last: ServerStatus | undefined;
   private stopping = false;
   private refreshPending = false;
+  private cursorWatch: vscode.Disposable[] = [];
   private readonly keys: string[];
   private readonly item: vscode.StatusBarItem;
   private readonly output: vscode.LogOutputChannel;
@@ -115,6 +117,7 @@ class SuggestExtension implements vscode.Disposable {
       }
     });
     this.client = client;
+    this.watchCursor(client);
     this.setState("starting", `${cmd.command} ${cmd.args.join(" ")}`);
     try {
       await client.start();
@@ -276,8 +279,39 @@ class SuggestExtension implements vscode.Disposable {
     this.output.show();
   }
 
+  /** Tell the server where the cursor is (after it rests 100 ms), so that it can evaluate the
+   * prompt there before the first keystroke (the `warm` setting). */
+  private watchCursor(client: LanguageClient): void {
+    let timer: ReturnType<typeof setTimeout> | undefined;
+    const send = (editor: vscode.TextEditor | undefined): void => {
+      if (timer) {
+        clearTimeout(timer);
+      }
+      if (!editor) {
+        return;
+      }
+      timer = setTimeout(() => {
+        if (this.client !== client || !client.isRunning()) {
+          return;
+        }
+        const position = editor.selection.active;
+        void client.sendNotification(CURSOR_NOTIFICATION, {
+          textDocument: { uri: editor.document.uri.toString() },
+          position: { line: position.line, character: position.character },
+        });
+      }, 100);
+    };
+    this.cursorWatch.forEach((d) => d.dispose());
+    this.cursorWatch = [
+      vscode.window.onDidChangeTextEditorSelection((e) => send(e.textEditor)),
+      vscode.window.onDidChangeActiveTextEditor((editor) => send(editor)),
+    ];
+    send(vscode.window.activeTextEditor);
+  }
+
   dispose(): void {
     clearInterval(this.timer);
+    this.cursorWatch.forEach((d) => d.dispose());
     this.item.dispose();
     this.output.dispose();
   }

@@ -10,6 +10,7 @@ local NAME = "suggest_ls"
 local STATUS_METHOD = "suggest/status"
 local STATUS_NOTIFICATION = "suggest/didChangeStatus"
 local LINE_READY_NOTIFICATION = "suggest/refresh"
+local CURSOR_NOTIFICATION = "suggest/didMoveCursor"
 
 --- Options of `setup()`; every field may be overridden.
 M.defaults = {
@@ -65,8 +66,41 @@ local function on_line_ready(_, params, _)
   vim.api.nvim_exec_autocmds("CursorMovedI", { buffer = bufnr, modeline = false })
 end
 
+--- Tell the server where the cursor is once it rests (100 ms), so that it can evaluate the prompt
+--- there before the first keystroke (the `warm` setting): `suggest/didMoveCursor`.
+local function watch_cursor(client, bufnr)
+  local timer = vim.uv.new_timer()
+  local group = vim.api.nvim_create_augroup("suggest_ls_cursor_" .. bufnr, { clear = true })
+  vim.api.nvim_create_autocmd({ "CursorMoved", "CursorMovedI", "BufEnter" }, {
+    group = group,
+    buffer = bufnr,
+    callback = function()
+      timer:stop()
+      timer:start(100, 0, vim.schedule_wrap(function()
+        if client:is_stopped() or not vim.api.nvim_buf_is_valid(bufnr) or vim.api.nvim_get_current_buf() ~= bufnr then
+          return
+        end
+        local params = vim.lsp.util.make_position_params(0, client.offset_encoding)
+        client:notify(CURSOR_NOTIFICATION, params)
+      end))
+    end,
+  })
+  vim.api.nvim_create_autocmd("BufDelete", {
+    group = group,
+    buffer = bufnr,
+    once = true,
+    callback = function()
+      timer:stop()
+      if not timer:is_closing() then
+        timer:close()
+      end
+    end,
+  })
+end
+
 --- Attach: turn on inline completion (Neovim 0.12+) or, on 0.11, the completion-menu fallback.
 local function on_attach(client, bufnr)
+  watch_cursor(client, bufnr)
   if vim.lsp.inline_completion then
     vim.lsp.inline_completion.enable(true, { bufnr = bufnr })
   elseif vim.lsp.completion then
