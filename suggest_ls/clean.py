@@ -100,6 +100,20 @@ def _previous_code_line(prefix: str) -> str | None:
     return None
 
 
+# A piece of at least 4 characters with a letter in it written three times in a row, or one of at
+# least 12 written twice: a model looping inside a line ("100 * total / total + 100 * total / total + ").
+_LOOP = re.compile(r"(?=(.{4,}?)\1\1)|(?=(.{12,}?)\2)")
+
+
+def repeats_itself(line: str) -> bool:
+    """Whether a line repeats a piece of itself back to back, as a looping model writes."""
+    for m in _LOOP.finditer(line):
+        piece = m.group(1) or m.group(2) or ""
+        if any(ch.isalpha() for ch in piece):
+            return True
+    return False
+
+
 def _meaningful(line: str) -> bool:
     """A line worth comparing for repeats: not just closers or a keyword like ``else:``."""
     return len(line) >= 6 and any(ch.isalnum() for ch in line)
@@ -210,6 +224,8 @@ def clean(raw: str, cursor: Cursor, rule: StopRule) -> Cleaned:
     next_line = _next_code_line(cursor.suffix)
     if next_line is not None and at_indent and text.strip() == next_line.strip():
         return Cleaned(reason="duplicates the next line")
+    if any(repeats_itself(line) for line in text.split("\n")):
+        return Cleaned(reason="repeats itself")
     previous = _previous_code_line(cursor.prefix)
     first = text.split("\n", 1)[0].strip()
     if previous is not None and at_indent and first == previous.strip() and _meaningful(first):

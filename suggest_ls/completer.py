@@ -401,7 +401,7 @@ class Completer:
             return self._empty(req, "superseded", started, **timing)
         if result.outcome == "error":
             return self._empty(req, f"error: {result.error}", started, **timing)
-        cleaned = clean(_whole_lines(result, block), cursor, rule)
+        cleaned = _clean_result(result, block, cursor, rule)
         confidence = result.min_prob
         fits = False  # known to keep the code well-formed (reranking checks its candidates)
         if self._reranks(req) and not block and not self.template.fim and _follow(cursor, 0):
@@ -594,7 +594,7 @@ class Completer:
         early: _Shown,
         timing: dict[str, float | int],
     ) -> None:
-        cleaned = clean(_whole_lines(result, False), entry.cursor, entry.rule)
+        cleaned = _clean_result(result, False, entry.cursor, entry.rule)
         checking = self.settings.syntax_check and syntax.checks(req.language, req.uri)
         repeats = checking and not cleaned.text and cleaned.reason.startswith(DUPLICATES)
         breaks = (
@@ -750,7 +750,7 @@ class Completer:
             if result is None:
                 return None
             _add_timing(timing, result, "alternative")
-            cleaned = clean(_whole_lines(replace(result, text=start + result.text), rule.multiline), cursor, rule)
+            cleaned = _clean_result(replace(result, text=start + result.text), rule.multiline, cursor, rule)
             if cleaned.text and not syntax.breaks(req.text, req.offset, cleaned.text, cleaned.replace):
                 log.debug("alternative start %r fits (p=%.3f)", start, prob)
                 return cleaned, min(prob, result.min_prob)
@@ -982,10 +982,23 @@ def _remainder(shown: _Shown | None, req: CompletionRequest) -> Suggestion | Non
     return Suggestion(shown.text[len(typed) :], shown.replace, cached=True)
 
 
+CAPPED = "line cut by the token cap"
+
+
+def _clean_result(result: GenResult, block: bool, cursor: Cursor, rule: StopRule) -> Cleaned:
+    """``clean`` of a generation's whole lines; a single line cut by the token cap is never shown."""
+    if not block and result.capped and "\n" not in result.text.lstrip("\n"):
+        return Cleaned(reason=CAPPED)
+    return clean(_whole_lines(result, block), cursor, rule)
+
+
 def _whole_lines(result: GenResult, block: bool) -> str:
-    """The generated text, without the unfinished last line of a block stopped by its budget."""
+    """The generated text, without the unfinished last line of a block stopped by its budget or
+    its token cap (a single line cut by the cap is no line: see ``CAPPED``)."""
     text = result.text
-    if not (result.truncated and block) or text.endswith("\n"):
+    if not block:
+        return text
+    if not (result.truncated or result.capped) or text.endswith("\n"):
         return text
     cut = text.rfind("\n")
     return text[: cut + 1] if cut > 0 and text[:cut].strip() else text

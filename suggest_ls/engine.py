@@ -110,6 +110,7 @@ class GenResult:
     scored_tokens: int = 0
     shifted_tokens: int = 0  # of ``cached_tokens``, those reused from further on in the cache
     truncated: bool = False  # stopped by the request's generation budget
+    capped: bool = False  # stopped by ``max_tokens``, not by a stop rule or the end of text: its last line is cut
     # (text so far + another token, its probability), likeliest first; see ``GenRequest.alternatives``
     alternatives: tuple[tuple[str, float], ...] = ()
 
@@ -165,6 +166,7 @@ class Job:
     score: float = 0.0
     scored: int = 0
     truncated: bool = False
+    capped: bool = False
     alternatives: tuple[tuple[str, float], ...] = ()
 
     def text(self) -> str:
@@ -824,8 +826,11 @@ class Engine:
                 break
             job.generated.append(tok)
             job.pieces += self._piece(tok)
-            if len(job.generated) >= job.budget or should_stop(job.text(), job.req.rule):
+            if should_stop(job.text(), job.req.rule):
                 finished = True
+                break
+            if len(job.generated) >= job.budget:
+                finished = job.capped = True
                 break
             if (
                 job.req.budget_ms
@@ -953,6 +958,7 @@ class Engine:
             scored_tokens=job.scored,
             shifted_tokens=job.shifted,
             truncated=job.truncated,
+            capped=job.capped,
             alternatives=job.alternatives,
         )
         try:

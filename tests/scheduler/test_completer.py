@@ -195,3 +195,25 @@ def test_the_work_after_first_words_is_not_a_request_nor_a_reason_and_has_no_lat
     recorder.add(Record("file:///a.py", "line still being written", total_ms=230.0))
     # nor is it a reason for no suggestion (the status lists those)
     assert [r["reason"] for r in recorder.reasons()] == ["line still being written"]
+
+
+class CappedEngine(SlowEngine):
+    """Answers at once with a line the token cap cut (or, with ``capped=False``, the same line whole)."""
+
+    def __init__(self, capped: bool) -> None:
+        super().__init__(0.0, "width * height * (1 +")
+        self.capped = capped
+
+    def submit(self, req: GenRequest, done: Callable[[GenResult], None]) -> FakeJob:
+        self.submitted.append(req)
+        done(GenResult(self.text, "done", prompt_tokens=9, generated_tokens=req.max_tokens, capped=self.capped))
+        return FakeJob()
+
+
+async def test_a_line_cut_by_the_token_cap_is_never_shown():
+    from suggest_ls.completer import CAPPED
+
+    got = await completer(CappedEngine(capped=True), debounceMs=0, minConfidence=0).complete(req(1))
+    assert not got.text and got.reason == CAPPED
+    whole = await completer(CappedEngine(capped=False), debounceMs=0, minConfidence=0, syntaxCheck=False).complete(req(1))
+    assert whole.text == "width * height * (1 +"

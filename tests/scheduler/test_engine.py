@@ -301,3 +301,11 @@ def test_a_lines_token_probabilities_agree_with_scoring_its_text(engine: Engine)
     (scored,) = run(engine, GenRequest("probs-b", prompt + gen.text, max_tokens=0, score_from=len(prompt)))
     assert scored.scored_tokens == 8
     assert abs(math.exp(scored.score / scored.scored_tokens) - gen.line_prob) < 0.02
+
+
+def test_a_generation_stopped_by_its_token_cap_says_so(engine: Engine):
+    prompt = "def add(a, b):\n    return "
+    (capped,) = run(engine, GenRequest("file:///cap.py", prompt, max_tokens=2, temperature=0, rule=NEVER_STOP))
+    assert capped.outcome == "done" and capped.generated_tokens == 2 and capped.capped
+    (line,) = run(engine, GenRequest("file:///cap.py", prompt, max_tokens=200, temperature=0, rule=StopRule()))
+    assert line.outcome == "done" and not line.capped and line.generated_tokens < 200

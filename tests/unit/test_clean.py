@@ -85,6 +85,20 @@ def block(indent: int) -> StopRule:
         ("def f():\n    $0", "NEXT_TOKEN\n", block(0), "", 0, "abstained (NEXT_TOKEN)"),
         # a code fence ends the suggestion (per-language stop)
         ("x = $0", "1\n```\nmore", StopRule(stop=("\n```",)), "1", 0, ""),
+        # a model looping inside the line (the embedded model's demo) is never shown
+        (
+            "def average(values):\n    total = sum(values)\n    return $0",
+            "100 * total / total + 100 * total / total + 100 * total",
+            LINE,
+            "",
+            0,
+            "repeats itself",
+        ),
+        ("x = $0", "self.assertEqual(self.assertEqual(", LINE, "", 0, "repeats itself"),
+        # repetition that is code, not a loop
+        ("x = $0", "[0, 0, 0, 0, 0, 0, 0, 0]", LINE, "[0, 0, 0, 0, 0, 0, 0, 0]", 0, ""),
+        ("    return $0", "fib(n - 1) + fib(n - 2)", LINE, "fib(n - 1) + fib(n - 2)", 0, ""),
+        ("a = $0", "np.zeros((n, n)); b = np.zeros((n, n))", LINE, "np.zeros((n, n)); b = np.zeros((n, n))", 0, ""),
     ],
 )
 def test_clean_table(snippet, raw, rule, text, replace, reason):
