@@ -11,15 +11,15 @@ import os
 
 import pytest
 
+from suggest_ls.engine import Engine, EngineConfig
+from suggest_ls.models import embedded_model_path
+
 os.environ["SUGGEST_LS_MODEL"] = "small"
 
 
 def default_model_env() -> dict[str, str]:
     """The environment for a server that serves the default model (the coder model when installed)."""
     return {k: v for k, v in os.environ.items() if k != "SUGGEST_LS_MODEL"}
-
-from suggest_ls.engine import Engine, EngineConfig
-from suggest_ls.models import embedded_model_path
 
 
 @pytest.fixture(scope="session")
