@@ -215,5 +215,7 @@ async def test_a_line_cut_by_the_token_cap_is_never_shown():
 
     got = await completer(CappedEngine(capped=True), debounceMs=0, minConfidence=0).complete(req(1))
     assert not got.text and got.reason == CAPPED
-    whole = await completer(CappedEngine(capped=False), debounceMs=0, minConfidence=0, syntaxCheck=False).complete(req(1))
+    whole = await completer(CappedEngine(capped=False), debounceMs=0, minConfidence=0, syntaxCheck=False).complete(
+        req(1)
+    )
     assert whole.text == "width * height * (1 +"

@@ -41,7 +41,9 @@ def test_a_warmed_prompt_is_cached_for_the_request_that_follows(engine: Engine):
 
 
 def test_a_live_request_runs_while_an_idle_one_waits(engine: Engine):
-    idle_done, idle = submit(engine, GenRequest("file:///idle-long.py", long_prompt("idle-long"), max_tokens=0, priority=IDLE))
+    idle_done, idle = submit(
+        engine, GenRequest("file:///idle-long.py", long_prompt("idle-long"), max_tokens=0, priority=IDLE)
+    )
     time.sleep(0.5)  # admitted and evaluating
     before = engine.stats["evaluated"]
     (live,) = run(engine, GenRequest("file:///live.py", "def add(a, b):\n    return ", max_tokens=8, rule=NEVER_STOP))
