@@ -44,6 +44,10 @@ CAPABILITIES: dict[str, Any] = {
     "experimental": {"suggestRefresh": True},
 }
 
+# a plain LSP client: no suggest/refresh, so whole lines only (the issue's "plain client" figures)
+PLAIN_CAPABILITIES: dict[str, Any] = {k: v for k, v in CAPABILITIES.items() if k != "experimental"}
+CURSOR_NOTIFICATION = "suggest/didMoveCursor"
+
 
 @dataclass
 class Sent:
@@ -89,8 +93,10 @@ class Session:
         threads: int,
         name: str = "",
         env: dict[str, str] | None = None,
+        plain: bool = False,
     ) -> None:
         self.kind = kind
+        self.plain = plain
         self.env = env or {}
         self.model = model
         self.settings = settings
@@ -127,7 +133,7 @@ class Session:
             {
                 "processId": os.getpid(),
                 "rootUri": None,
-                "capabilities": CAPABILITIES,
+                "capabilities": PLAIN_CAPABILITIES if self.plain else CAPABILITIES,
                 "initializationOptions": self.settings,
             },
             timeout=120,
@@ -199,9 +205,12 @@ async def replay(
     sources: list[Source],
     keys: list[Keystroke],
     grace: float,
+    read_s: float = 0.0,
 ) -> tuple[list[Sent], list[float], list[Refresh]]:
     """Open the documents, warm each one up, then type; returns what was sent, the warm-up times and
-    the requests that followed ``suggest/refresh``."""
+    the requests that followed ``suggest/refresh``. With ``read_s``, cold documents instead: no
+    warm-up request; the client says where the cursor is (as the VS Code and Neovim clients here
+    do) and the person reads for ``read_s`` seconds before typing."""
     texts = [s.initial for s in sources]
     versions = [1] * len(sources)
     cursors = [s.start for s in sources]
@@ -212,8 +221,14 @@ async def replay(
             "textDocument/didOpen",
             {"textDocument": {"uri": s.uri, "languageId": "python", "version": 1, "text": s.initial}},
         )
-    warm = []
-    for s in sources:
+    warm: list[float] = []
+    if read_s > 0:
+        for s in sources:
+            client.notify(
+                CURSOR_NOTIFICATION, {"textDocument": {"uri": s.uri}, "position": position(s.initial, s.start)}
+            )
+        await asyncio.sleep(read_s)
+    for s in sources if read_s <= 0 else []:
         t = time.perf_counter()
         await client.request(
             "textDocument/inlineCompletion",
@@ -476,9 +491,27 @@ def summarise(kind: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
         "server_overhead_ms": pcts(lists["overhead"], 2),
         "completer_pipeline_ms": pcts(lists["pipeline"], 2),
         "outcomes": outcomes,
+        # with --read-s: per round and document, its first keystroke to its first suggestion
+        "cold_first_suggestion_ms": [raw.get("cold_first_suggestion_ms") for raw in rounds],
         "_rtt_last": lists["rtt_last"],
         "_rtt_all": lists["rtt_all"],
     }
+
+
+def first_suggestion_ms(sent: list[Sent], refreshes: list[Refresh], docs: int) -> list[float | None]:
+    """Per document: from its first keystroke to the first suggestion shown on it (an answer with an
+    item, or one fetched on suggest/refresh); None when none came."""
+    out: list[float | None] = []
+    for d in range(docs):
+        mine = [s for s in sent if s.key.doc == d]
+        if not mine:
+            out.append(None)
+            continue
+        start = mine[0].typed_at
+        times = [s.call.answered for s in mine if s.call.answered and s.call.answered > 0 and _items(s.call)]
+        times += [r.call.answered for r in refreshes if r.doc == d and r.call.answered and _items(r.call)]
+        out.append(round((min(times) - start) * 1000, 1) if times else None)
+    return out
 
 
 def _items(call: Call) -> list[Any]:
@@ -582,6 +615,16 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--threads", type=int, default=0, help="threads for the baselines (0: their own default)")
     p.add_argument("--grace", type=float, default=30.0, help="seconds without any answer before giving up")
     p.add_argument("--rounds", type=int, default=1, help="replays per server, taking turns (samples pooled)")
+    p.add_argument(
+        "--plain", action="store_true", help="a plain LSP client: no experimental.suggestRefresh (whole lines only)"
+    )
+    p.add_argument(
+        "--read-s",
+        type=float,
+        default=0.0,
+        help="cold documents: no warm-up request; the cursor is sent (suggest/didMoveCursor) and the person "
+        "reads this long before typing; reports each document's first keystroke to its first suggestion",
+    )
     p.add_argument("--out", default="bench-results/latency.json", help="where the JSON goes")
     p.add_argument("--plot", default="", help="PNG path (default: next to the JSON)")
     return p
@@ -621,15 +664,23 @@ async def _run(args: argparse.Namespace, model: str) -> int:
     for round_no in range(args.rounds):
         for name, kind, options in servers:  # side by side: the servers take turns, round after round
             session = Session(
-                kind, model_path, options, workdir / f"round{round_no + 1}", args.threads, name, envs.get(name, {})
+                kind,
+                model_path,
+                options,
+                workdir / f"round{round_no + 1}",
+                args.threads,
+                name,
+                envs.get(name, {}),
+                args.plain,
             )
             try:
                 client = await session.start()
-                sent, warm, refreshes = await replay(name, client, sources, keys, args.grace)
+                sent, warm, refreshes = await replay(name, client, sources, keys, args.grace, args.read_s)
             finally:
                 await session.stop()
             warmups.setdefault(name, []).extend(round(w, 1) for w in warm)
             raw = analyse(name, sent, session.records(), sources, count_tokens, refreshes)
+            raw["cold_first_suggestion_ms"] = first_suggestion_ms(sent, refreshes, len(sources))
             # the server's own view of staleness: answers it emptied because the document changed
             # first, and answers it let go while client input was still unread (0 means every stale
             # answer the client saw was written before the keystroke reached the server)
@@ -699,7 +750,7 @@ def _ratios_text(ratios: dict[str, Any]) -> list[str]:
 def _table(results: dict[str, dict[str, Any]]) -> str:
     header = ["server", "last p50", "last p90", "last p99", "all p50", "all p99", "k→sugg p50", "k→first p90"]
     header += ["pending", "runs/key"]
-    header += ["eval p50", "eval max", "over bound", "stale", "unanswered", "overhead p50"]
+    header += ["eval p50", "eval max", "over bound", "stale", "unanswered", "overhead p50", "cold first"]
     rows = []
     for name, r in results.items():
         last, everything = r["server_ms_last_keystroke"], r["server_ms_all"]
@@ -721,12 +772,14 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
                 r["stale"],
                 r["unanswered"],
                 r["server_overhead_ms"]["p50"],
+                " ".join("-" if v is None else f"{v:.0f}" for rnd in r["cold_first_suggestion_ms"] for v in rnd or []),
             ]
         )
     return table(header, rows) + (
         "\n(ms; 'last' = the last keystroke of each burst; k→first = from it to the first suggestion on screen, "
         "answered or asked again on suggest/refresh; pending = answered empty while the line was still being "
-        "written; eval = tokens evaluated per model run)"
+        "written; eval = tokens evaluated per model run; cold first = with --read-s, each document's first "
+        "keystroke to its first suggestion, per round)"
     )
 
 
