@@ -15,6 +15,7 @@ export interface ServerStatus {
   reason?: string;
   version?: string;
   model?: string | null;
+  modelWhy?: string;
   quantization?: string | null;
   device?: string | null;
   gpuLayers?: number;
@@ -99,6 +100,9 @@ export function detailLines(state: string, status: ServerStatus | undefined, rea
   }
   if (status.model) {
     lines.push(`Model: ${status.model}${status.quantization ? ` (${status.quantization})` : ""}`);
+    if (status.modelWhy) {
+      lines.push(`Why this model: ${status.modelWhy}`);
+    }
   }
   if (status.device) {
     lines.push(`Device: ${status.device}${status.gpuLayers ? `, ${status.gpuLayers} layers on the GPU` : ""}`);

@@ -135,6 +135,7 @@ function M.format_status(status)
       (status.reason and status.reason ~= "") and (" (" .. status.reason .. ")") or ""
     ),
     ("model: %s  %s"):format(status.model or "none", status.quantization or ""),
+    ("why this model: %s"):format((status.modelWhy and status.modelWhy ~= "") and status.modelWhy or "configured"),
     ("device: %s  gpu layers: %s  template: %s"):format(
       status.device or "?",
       tostring(status.gpuLayers or 0),
