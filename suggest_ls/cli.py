@@ -193,7 +193,9 @@ async def _load(model: str, settings_raw: dict[str, object]):  # type: ignore[no
     ).start()
     info = await asyncio.wrap_future(engine.ready)
     template = detect_template(info.model, settings.template)
-    return engine, info, Completer(engine, template, settings), choice
+    completer = Completer(engine, template, settings)
+    completer.prefill_tps = info.prefill_tps
+    return engine, info, completer, choice
 
 
 async def _complete(args: argparse.Namespace) -> int:
@@ -335,6 +337,10 @@ async def _check(args: argparse.Namespace) -> int:
             print("gpu memory no GPU (NVML unavailable)")
         print(
             f"threads    {info.threads}; context {info.n_ctx} per slot x {info.parallel} slots; load {info.load_ms:.0f} ms"
+        )
+        print(
+            f"prompt     {info.prefill_tps:.0f} tokens/s evaluated (measured at load); "
+            f"window {completer.prompt_tokens()} tokens, extra context {completer.extra_tokens()}"
         )
         text = "def add(a, b):\n    return "
         req = CompletionRequest("file:///check.py", 0, text, len(text), "python", manual=True)

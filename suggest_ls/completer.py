@@ -134,6 +134,19 @@ class _DocState:
     warm_job: Handle | None = None  # evaluating the prompt at the cursor before it is asked for
 
 
+PROMPT_COLD_S = 3.0
+PROMPT_TOKENS_MIN, PROMPT_TOKENS_MAX = 384, 1024
+
+
+def auto_prompt_tokens(prefill_tps: float) -> int:
+    """A window a cold prompt evaluates in about ``PROMPT_COLD_S`` at ``prefill_tps`` (a multiple of 64,
+    within the bounds; the largest when the speed is unknown)."""
+    if prefill_tps <= 0:
+        return PROMPT_TOKENS_MAX
+    tokens = int(prefill_tps * PROMPT_COLD_S) // 64 * 64
+    return max(PROMPT_TOKENS_MIN, min(PROMPT_TOKENS_MAX, tokens))
+
+
 def after_answer(fn: Callable[..., object], *args: object) -> None:
     """Run bookkeeping (records, log lines, prefetch) once the current request's answer is out.
 
@@ -182,6 +195,7 @@ class Completer:
         self.documents: Callable[[], Iterable[tuple[str, str]]] | None = None
         # Whether the model runs where sampling and scoring candidates is cheap (a GPU or a remote server).
         self.fast_device = False
+        self.prefill_tps = 0.0  # prompt tokens/s measured at load (0: unknown); sizes the automatic window
         self.last_prompt = ""  # the latest prompt and raw model text, for ``complete --explain``
         self.last_raw = ""
         self._trace = os.environ.get("SUGGEST_LS_TRACE", "")
@@ -253,10 +267,22 @@ class Completer:
         done = sum(1 for outcome, _ in self.warmed if outcome == "done")
         return {"done": done, "stopped": len(self.warmed) - done, "tokens": sum(n for _, n in self.warmed)}
 
+    def prompt_tokens(self) -> int:
+        """The prompt window's token budget: ``promptTokens``, or (-1) sized from the measured prompt
+        evaluation speed so that a cold prompt takes about ``PROMPT_COLD_S``."""
+        if self.settings.prompt_tokens > 0:
+            return self.settings.prompt_tokens
+        return auto_prompt_tokens(self.prefill_tps)
+
+    def extra_tokens(self) -> int:
+        """The extra context's token budget: ``extraContextTokens``, at most a quarter of an automatic window."""
+        s = self.settings
+        return s.extra_context_tokens if s.prompt_tokens > 0 else min(s.extra_context_tokens, self.prompt_tokens() // 4)
+
     def cursor(self, req: CompletionRequest) -> Cursor:
         """The prompt window around the request's cursor."""
         s = self.settings
-        prefix, suffix = window(req.text, req.offset, s.prompt_tokens, s.suffix_share)
+        prefix, suffix = window(req.text, req.offset, self.prompt_tokens(), s.suffix_share)
         return Cursor(prefix, suffix, req.language, req.uri)
 
     def _empty(self, req: CompletionRequest, reason: str, started: float, **extra: object) -> Suggestion:
@@ -895,7 +921,7 @@ class Completer:
         whole prompt; it stays frozen while the user types below it, also across visits to other
         documents (rebuilding it on return cost ~750 tokens, seconds on a CPU, in the typing replay).
         """
-        budget = int(self.settings.extra_context_tokens * CHARS_PER_TOKEN)
+        budget = int(self.extra_tokens() * CHARS_PER_TOKEN)
         if budget <= 0 or not self.template.extra:
             return ()
         key = cursor.prefix[:256]

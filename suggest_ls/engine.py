@@ -59,6 +59,9 @@ class EngineConfig:
     # Cache reuse by shifting: runs of at least this many prompt tokens found further on in the
     # slot's cache are moved down to their new positions instead of evaluated again (0: off).
     reuse_min: int = 32
+    # Measure the prompt evaluation speed at load (one 64-token chunk, then dropped): the completer
+    # sizes its prompt window from it.
+    probe_prefill: bool = True
 
 
 @dataclass(frozen=True)
@@ -131,6 +134,8 @@ class LoadInfo:
     parallel: int
     threads: int
     quantization: str
+    # prompt tokens evaluated per second, measured at load (a 64-token prompt chunk); 0: not measured
+    prefill_tps: float = 0.0
 
 
 @dataclass
@@ -481,6 +486,7 @@ class Engine:
             fim_middle=token_text(L.llama_vocab_fim_mid(self._vocab)),
             eos=token_text(L.llama_vocab_eos(self._vocab)),
         )
+        prefill_tps = self._probe_prefill() if cfg.probe_prefill else 0.0
         desc = ctypes.create_string_buffer(256)
         L.llama_model_desc(model, desc, 256)
         device = "CPU"
@@ -500,17 +506,41 @@ class Engine:
             parallel=cfg.parallel,
             threads=threads,
             quantization=desc.value.decode(errors="replace"),
+            prefill_tps=prefill_tps,
         )
         log.info(
-            "loaded %s (%s) in %.0f ms on %s, %d/%d layers offloaded",
+            "loaded %s (%s) in %.0f ms on %s, %d/%d layers offloaded; prompt evaluation %.0f tokens/s",
             model_info.name or cfg.model_path.name,
             info.quantization,
             info.load_ms,
             device,
             info.gpu_layers,
             n_layers + 1,
+            prefill_tps,
         )
         return info
+
+    PROBE_TOKENS = 64
+
+    def _probe_prefill(self) -> float:
+        """Prompt tokens per second: one chunk of code evaluated in sequence 0, then removed."""
+        L = self._L
+        tokens = self.tokenize("def f(x):\n    return x + 1\n" * 16, self._add_bos)[: self.PROBE_TOKENS]
+        if len(tokens) < 8:
+            return 0.0
+        batch = self._batch
+        rc, dt = 0, 0.0
+        for run in (tokens[:4], tokens):  # the first touches the weights (memory-mapped), untimed
+            for i, tok in enumerate(run):
+                self._put(batch, i, tok, i, 0, i == len(run) - 1)
+            batch.n_tokens = len(run)
+            t0 = time.perf_counter()
+            rc = L.llama_decode(self._ctx, batch)
+            dt = time.perf_counter() - t0
+            L.llama_memory_seq_rm(self._mem, 0, 0, -1)
+            if rc != 0:
+                return 0.0
+        return len(tokens) / dt if dt > 0 else 0.0
 
     def _meta(self, key: str) -> str:
         buf = ctypes.create_string_buffer(512)

@@ -213,6 +213,7 @@ class Operations:
         else:
             self.completer.template = template
         self.completer.fast_device = info.gpu_layers > 0 or info.device.startswith("remote")
+        self.completer.prefill_tps = info.prefill_tps
         self.unloaded = False
         elapsed = (time.perf_counter() - started) * 1000
         self.gpu = await asyncio.to_thread(gpu_memory)
@@ -426,6 +427,8 @@ class Operations:
             "threadsNow": int(getattr(self.backend, "stats", {}).get("threads", info.threads if info else 0)),
             "parallel": info.parallel if info else s.parallel,
             "contextPerSlot": info.n_ctx if info else 0,
+            "prefillTokensPerSecond": round(info.prefill_tps, 1) if info else 0.0,
+            "promptTokens": self.completer.prompt_tokens() if self.completer else 0,
             "template": self.completer.template.name if self.completer else None,
             "warm": self.completer.warm_summary() if self.completer else {},
             "gpu": gpu_view,

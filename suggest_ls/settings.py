@@ -31,7 +31,7 @@ class Settings:
     debounce_ms: int = -1
     batch_window_ms: int = 30
     draft_tokens: int = 0
-    prompt_tokens: int = 1024
+    prompt_tokens: int = -1
     suffix_share: float = 0.25
     multiline: str = "auto"
     template: str = ""
@@ -170,8 +170,10 @@ OPTIONS: tuple[Option, ...] = (
         "promptTokens",
         "prompt_tokens",
         int,
-        "Token budget for the text around the cursor.",
-        lambda v: 64 <= v <= 131072,
+        "Token budget for the text around the cursor; -1 sizes it from the prompt evaluation speed measured "
+        "at load, so a cold prompt takes about 3 s (between 384 and 1024 tokens; 1024 where the speed is "
+        "unknown, e.g. a remote server). extraContextTokens is held to a quarter of it.",
+        lambda v: v == -1 or 64 <= v <= 131072,
     ),
     Option(
         "suffixShare",

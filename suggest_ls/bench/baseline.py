@@ -25,6 +25,7 @@ from typing import Any
 from urllib.parse import urlparse
 
 from suggest_ls.clean import StopRule, clean, should_stop
+from suggest_ls.completer import PROMPT_TOKENS_MIN
 from suggest_ls.context import Cursor, should_complete, wants_block, window
 from suggest_ls.prompt import ModelInfo, Template, build_prompt, detect_template
 from suggest_ls.settings import Settings
@@ -120,7 +121,9 @@ class Baseline:
         """Run the model for a cursor (blocking); the suggestion and how many characters it replaces."""
         started = received
         s = self.settings
-        prefix, suffix = window(text, offset, s.prompt_tokens, s.suffix_share)
+        # an automatic window (-1) is the smallest suggest-ls would pick: never more prompt than it evaluates
+        tokens = s.prompt_tokens if s.prompt_tokens > 0 else PROMPT_TOKENS_MIN
+        prefix, suffix = window(text, offset, tokens, s.suffix_share)
         cursor = Cursor(prefix, suffix, language, uri)
         why = should_complete(cursor)
         if why:

@@ -127,3 +127,30 @@ def test_pick_extra_skips_near_copies_of_the_window_and_fits_the_budget():
     picked = pick_extra(chunks, window_text, budget_chars=400)
     assert [c.path for c in picked] == ["file:///c.py", "file:///b.py"]  # newest closest to the code
     assert pick_extra(chunks, window_text, budget_chars=0) == ()
+
+
+@pytest.mark.parametrize(
+    ("tps", "tokens"),
+    [(0.0, 1024), (5.0, 384), (75.0, 384), (150.0, 448), (300.0, 896), (550.0, 1024), (5000.0, 1024)],
+)
+def test_the_automatic_window_follows_the_measured_prompt_speed(tps, tokens):
+    from suggest_ls.completer import auto_prompt_tokens
+
+    assert auto_prompt_tokens(tps) == tokens
+
+
+def test_an_explicit_window_wins_and_the_extra_context_follows_the_automatic_one():
+    from suggest_ls.completer import Completer
+    from suggest_ls.prompt import FAMILIES
+    from suggest_ls.settings import resolve
+
+    auto, _ = resolve({})
+    c = Completer(None, FAMILIES["plain"], auto)
+    c.prefill_tps = 75.0
+    assert (c.prompt_tokens(), c.extra_tokens()) == (384, 96)
+    c.prefill_tps = 0.0
+    assert (c.prompt_tokens(), c.extra_tokens()) == (1024, 256)
+    fixed, _ = resolve({"promptTokens": 2048, "extraContextTokens": 512})
+    c = Completer(None, FAMILIES["plain"], fixed)
+    c.prefill_tps = 75.0
+    assert (c.prompt_tokens(), c.extra_tokens()) == (2048, 512)
