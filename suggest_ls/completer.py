@@ -187,7 +187,6 @@ class Completer:
         self.settings = settings
         self.recorder = recorder or Recorder()
         self._docs: dict[str, _DocState] = {}
-        self.reason_hook: Callable[[str, str], None] | None = None
         # Told (uri, version) when a line answered early is complete: the client may ask again.
         self.refresh_hook: Callable[[str, int], None] | None = None
         self.ring = ChunkRing()

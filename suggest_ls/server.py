@@ -667,10 +667,6 @@ class SuggestServer(LanguageServer):
         except Exception as exc:
             log.debug("message not sent: %s", exc)
 
-    def set_state(self, state: str, reason: str = "") -> None:
-        """Change the server state and tell the client."""
-        self.ops.set_base(state, reason)
-
     def apply_settings(self, raw: Any) -> None:
         """Resolve raw client settings; swap, disable or re-enable the model when needed."""
         new, messages = resolve(raw if isinstance(raw, dict) else None, self.settings)

@@ -132,13 +132,13 @@ class Acceptance:
             self.offered_chars += length
             return offer_id
 
-    def accept(self, offer_id: str, length: int | None = None) -> bool:
-        """Record a full acceptance (``length`` defaults to the whole text); False for unknown or repeated ids."""
+    def accept(self, offer_id: str) -> bool:
+        """Record a full acceptance; False for unknown or repeated ids."""
         with self._lock:
             offer = self._offers.get(offer_id)
             if offer is None or offer.accepted:
                 return False
-            got = offer.length if length is None else max(0, min(int(length), offer.length))
+            got = offer.length
             self.accepted += 1
             if offer.partial:
                 self.partial -= 1  # a partial acceptance completed later counts once, as accepted
@@ -218,8 +218,6 @@ class Recorder:
         self.outcomes: Counter[str] = Counter()
         self.requests = 0
         self.cache_hits = 0
-        self.accepted = 0
-        self.shown = 0
         self.listeners: list[Callable[[Record], None]] = []
 
     def add(self, record: Record) -> None:
@@ -230,8 +228,6 @@ class Recorder:
             self.outcomes[record.outcome] += 1
             if record.cache_hit:
                 self.cache_hits += 1
-            if record.outcome in MODEL_OUTCOMES:
-                self.shown += 1
         for listener in list(self.listeners):
             try:
                 listener(record)

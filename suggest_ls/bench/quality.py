@@ -165,11 +165,6 @@ def exact(shown: str, middle: str) -> bool:
     return shown.rstrip() == middle.rstrip() and bool(shown.strip())
 
 
-def apply_edit(document: str, offset: int, text: str, replace: int) -> str:
-    """The document after accepting ``text`` at ``offset`` over ``replace`` characters."""
-    return document[:offset] + text + document[offset + replace :]
-
-
 def position(document: str, offset: int) -> dict[str, int]:
     """LSP position (UTF-16 units) of a string offset."""
     line = document.count("\n", 0, offset)
