@@ -120,6 +120,7 @@ local function main()
   -- type at the end of the last line, as a person would
   local last = vim.api.nvim_buf_line_count(0)
   vim.api.nvim_win_set_cursor(0, { last, #line(last) })
+  sleep(600) -- reading before typing: the plugin says where the cursor is, the server warms the prompt there
   vim.api.nvim_feedkeys("A", "nt", false)
   sleep(50)
   type_keys(vim.env.SUGGEST_TYPE)

@@ -86,6 +86,13 @@ def test_ghost_text_from_the_real_server(session: dict[str, Any]) -> None:
     assert session["raw_status"]["model"].endswith(".gguf")
 
 
+def test_the_plugin_tells_the_server_where_the_cursor_is(session: dict[str, Any]) -> None:
+    """suggest/didMoveCursor from the plugin makes the server warm the prompt there."""
+    warm = session["raw_status"]["warm"]
+    assert warm["done"] + warm["stopped"] >= 1, warm
+    assert "suggest/didMoveCursor" not in session["lsp_log"] or "needs {textDocument" not in session["lsp_log"]
+
+
 def test_tab_accepts_the_suggestion(session: dict[str, Any]) -> None:
     assert session["mode_before_accept"] == "i"
     assert session["accepted_line"] == session["typed_line"] + session["ghost"]["text"]
