@@ -301,7 +301,9 @@ class SuggestExtension implements vscode.Disposable {
         });
       }, 100);
     };
-    this.cursorWatch.forEach((d) => d.dispose());
+    for (const d of this.cursorWatch) {
+      d.dispose();
+    }
     this.cursorWatch = [
       vscode.window.onDidChangeTextEditorSelection((e) => send(e.textEditor)),
       vscode.window.onDidChangeActiveTextEditor((editor) => send(editor)),
@@ -311,7 +313,9 @@ class SuggestExtension implements vscode.Disposable {
 
   dispose(): void {
     clearInterval(this.timer);
-    this.cursorWatch.forEach((d) => d.dispose());
+    for (const d of this.cursorWatch) {
+      d.dispose();
+    }
     this.item.dispose();
     this.output.dispose();
   }
