@@ -503,6 +503,9 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     p.add_argument("--sets", default="single", help="comma list of: single, multi")
     p.add_argument("--stride", type=int, default=1, help="take every N-th task (quick runs)")
     p.add_argument("--limit", type=int, default=0, help="at most N tasks per set (after the stride)")
+    p.add_argument(
+        "--offset", type=int, default=0, help="start the stride at this task (another slice of the same size)"
+    )
     p.add_argument("--arms", default="pipeline,raw", help="comma list of: pipeline, raw")
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a suggest-ls setting")
     p.add_argument("--workers", type=int, default=2, help="test programs run at once")
@@ -511,16 +514,18 @@ def parse_args(argv: list[str]) -> argparse.Namespace:
     return p.parse_args(argv)
 
 
-def select(tasks: list[Task], stride: int, limit: int) -> list[Task]:
-    """Every ``stride``-th task, at most ``limit`` of them."""
-    picked = tasks[:: max(1, stride)]
+def select(tasks: list[Task], stride: int, limit: int, offset: int = 0) -> list[Task]:
+    """Every ``stride``-th task from ``offset``, at most ``limit`` of them."""
+    picked = tasks[max(0, offset) :: max(1, stride)]
     return picked[:limit] if limit > 0 else picked
 
 
 async def run(args: argparse.Namespace, model: str) -> dict[str, Any]:
     """Run every selected arm on every selected set; return the report."""
     problems = load_problems()
-    sets = {name: select(build_tasks(problems, name), args.stride, args.limit) for name in args.sets.split(",")}
+    sets = {
+        name: select(build_tasks(problems, name), args.stride, args.limit, args.offset) for name in args.sets.split(",")
+    }
     arm_names = [a for a in args.arms.split(",") if a]
     settings = parse_pairs(args.set)
     workdir = Path(tempfile.mkdtemp(prefix="suggest-ls-quality-"))
@@ -539,6 +544,7 @@ async def run(args: argparse.Namespace, model: str) -> dict[str, Any]:
         "settings": {**BENCH_SETTINGS, **settings},
         "server": {k: status.get(k) for k in ("template", "model", "device", "quantization")},
         "stride": args.stride,
+        "offset": args.offset,
         "limit": args.limit,
         "sets": {},
         "tasks": {},
