@@ -154,3 +154,16 @@ def test_an_explicit_window_wins_and_the_extra_context_follows_the_automatic_one
     c = Completer(None, FAMILIES["plain"], fixed)
     c.prefill_tps = 75.0
     assert (c.prompt_tokens(), c.extra_tokens()) == (2048, 512)
+
+
+@pytest.mark.parametrize(
+    ("template", "setting", "floor"), [("qwen", -1, 0.25), ("plain", -1, 0.1), ("qwen", 0.4, 0.4), ("plain", 0, 0.0)]
+)
+def test_the_confidence_floor_follows_the_kind_of_model_unless_set(template, setting, floor):
+    from suggest_ls.completer import Completer
+    from suggest_ls.prompt import FAMILIES
+    from suggest_ls.settings import resolve
+
+    settings, messages = resolve({"minConfidence": setting})
+    assert not messages
+    assert Completer(None, FAMILIES[template], settings).min_confidence() == floor
