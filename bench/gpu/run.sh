@@ -177,6 +177,7 @@ run_step() {
   echo "-- $name: exit $rc after $(($(date +%s) - t1)) s$([ "$rc" = 124 ] && echo ' (time cap)')"
 }
 
+: > "$OUT/nvidia-smi.txt"
 smi before
 rc=0 t1=$(date +%s)
 timeout -k 10 "$CHECK_S" $PY -m suggest_ls check > "$OUT/check.txt" 2> "$W/logs/check.err" || rc=$?
