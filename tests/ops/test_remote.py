@@ -35,7 +35,7 @@ def openai_server(model_path):
         [
             sys.executable,
             "-m",
-            "llama_cpp.server",
+            "tests.ops.llama_cpp_server",
             "--model",
             str(model_path),
             "--host",
