@@ -298,7 +298,7 @@ class Operations:
         self, first: bool, target: str, previous: str, key: tuple[Any, ...], exc: RemoteDown
     ) -> dict[str, Any]:
         """The remote server is down at load time: degraded (or still on the previous model) until it answers."""
-        why = str(exc)
+        why = exc.backend.health_reason or str(exc)  # with when it retries
         self._waiting = (key, exc.backend)
         self.swap = {**self.swap, "phase": "waiting", "error": why}
         log.warning("remote server for %s unreachable: %s", target, why)
