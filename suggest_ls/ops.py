@@ -347,6 +347,9 @@ class Operations:
         self.backend = None
         self._loaded_key = None
         self.unloaded = True
+        if self._waiting is not None:  # a remote still probing for a server that was down
+            self._background(asyncio.to_thread(self._waiting[1].close))
+            self._waiting = None
         if old is not None:
             log.info("model unloaded: %s", why)
             self._background(self.proxy.retire(old))
