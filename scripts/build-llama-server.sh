@@ -28,7 +28,8 @@ trap 'rm -rf "$work"' EXIT
 
 sdist="${LLAMA_CPP_SDIST:-}"
 if [[ -z "$sdist" ]]; then
-  "$PYTHON" -m pip download --no-deps --no-binary :all: --dest "$work/dl" "llama-cpp-python==$VERSION" >&2
+  # the sdist only: --no-binary for this package alone (":all:" would also build its build tools from source)
+  "$PYTHON" -m pip download --no-deps --no-binary llama-cpp-python --dest "$work/dl" "llama-cpp-python==$VERSION" >&2
   sdist="$(ls "$work"/dl/llama_cpp_python-*.tar.gz)"
 fi
 tar -xzf "$sdist" -C "$work"
