@@ -217,11 +217,12 @@ async def test_min_confidence_hides_a_low_confidence_line_remotely(lsp: Language
 
 
 async def test_a_running_remote_job_shows_its_text_so_far(openai_server):
-    backend = RemoteBackend(RemoteConfig(openai_server, api_key=KEY)).start()
+    # a generous job limit: llama_cpp.server's logprobs are slow, more so on a loaded machine
+    backend = RemoteBackend(RemoteConfig(openai_server, api_key=KEY, timeout_s=180)).start()
     try:
         await asyncio.wrap_future(backend.ready)
         req = GenRequest(
-            "u", "Count from one to fifty: 1, 2, 3, 4,", max_tokens=40, rule=StopRule(multiline=True, max_lines=50)
+            "u", "Count from one to fifty: 1, 2, 3, 4,", max_tokens=24, rule=StopRule(multiline=True, max_lines=50)
         )
         loop = asyncio.get_running_loop()
         future = loop.create_future()
@@ -232,7 +233,7 @@ async def test_a_running_remote_job_shows_its_text_so_far(openai_server):
                 seen.append(job.text())
             await asyncio.sleep(0.01)
         result = future.result()
-        assert result.outcome == "done" and result.generated_tokens >= 10
+        assert result.outcome == "done" and result.generated_tokens >= 10, result.error
         assert len(seen) >= 3  # the text grew while the job ran
         assert all(result.text.startswith(t) for t in seen) and len(seen[0]) < len(result.text)
     finally:
@@ -244,7 +245,7 @@ async def test_first_words_through_the_remote_backend(openai_server):
     from suggest_ls.prompt import FAMILIES
     from suggest_ls.settings import resolve
 
-    backend = RemoteBackend(RemoteConfig(openai_server, api_key=KEY)).start()
+    backend = RemoteBackend(RemoteConfig(openai_server, api_key=KEY, timeout_s=180)).start()
     try:
         await asyncio.wrap_future(backend.ready)
         text = "first = ['alpha', 'beta', 'gamma', 'delta', 'epsilon']\nsecond = ['alpha', 'beta', '"
