@@ -797,6 +797,9 @@ class Completer:
         s = self.settings
         if not s.candidates or s.rerank == "never":
             return False
+        scores = getattr(self.backend, "scores", None)
+        if callable(scores) and not scores():
+            return False  # a remote server that cannot score the code after the cursor (its backend logs why)
         if s.rerank == "always" or req.manual:
             return True
         return s.rerank == "auto" and self.fast_device

@@ -42,6 +42,8 @@ RELOAD_KEYS = (
     "batch_window_ms",
     "draft_tokens",
 )
+# A remote backend is only a client: the in-process engine's sizing and scheduling do not touch it.
+REMOTE_RELOAD_KEYS = ("model", "backend", "endpoint", "api_key_env", "parallel")
 TICK_S = 1.0
 GPU_EVERY_TICKS = 5
 
@@ -61,6 +63,19 @@ class Host(Protocol):
 def format_gb(n: int) -> str:
     """Bytes as ``18.2GB`` (decimal gigabytes, like the reference health endpoint)."""
     return f"{n / 1e9:.1f}GB"
+
+
+def reload_keys(settings: Settings) -> tuple[str, ...]:
+    """The settings whose change reloads the backend ``settings`` configure."""
+    return REMOTE_RELOAD_KEYS if settings.backend == "openai" else RELOAD_KEYS
+
+
+class RemoteDown(ModelError):
+    """The remote server did not answer the first probe; its backend goes on probing with backoff."""
+
+    def __init__(self, backend: RemoteBackend, why: str) -> None:
+        super().__init__(why)
+        self.backend = backend
 
 
 def _cap_threads(backend: Any, threads: int) -> None:
@@ -96,6 +111,8 @@ class Operations:
         self.started = time.time()
         self.last_activity = time.monotonic()
         self._loaded_key: tuple[Any, ...] | None = None
+        # A remote backend whose server was down at load time, still probing: (settings key, backend).
+        self._waiting: tuple[tuple[Any, ...], RemoteBackend] | None = None
         self._lock: asyncio.Lock | None = None
         self._load_task: asyncio.Future[dict[str, Any]] | None = None
         self._monitor: asyncio.Future[None] | None = None
@@ -143,7 +160,8 @@ class Operations:
 
     def _wanted_key(self) -> tuple[Any, ...]:
         s = self.settings
-        return (self.model_override, *(getattr(s, k) for k in RELOAD_KEYS))
+        override = self.model_override if s.backend != "openai" else ""
+        return (override, *(getattr(s, k) for k in reload_keys(s)))
 
     def _target_name(self) -> str:
         s = self.settings
@@ -190,7 +208,7 @@ class Operations:
         share = 0 if first else max(1, (os.cpu_count() or 1) // 2)
         _cap_threads(self.backend, share)
         try:
-            backend, info = await self._open()
+            backend, info = await self._open(key)
             _cap_threads(backend, share)
             template = detect_template(info.model, s.template)
             result = await smoke(backend, SMOKE_PROMPT)
@@ -199,6 +217,10 @@ class Operations:
             # The documents in use get their prompts cached on the new model before it serves (one per
             # slot); not on a first load (requests are waiting for it) nor for a remote backend.
             warmed = await warm_up(backend, self.proxy, s.parallel) if not first and s.backend != "openai" else 0
+        except RemoteDown as exc:
+            _cap_threads(self.backend, 0)
+            self.host.progress_end(token, "remote server unreachable; retrying")
+            return self._remote_down(first, target, previous, key, exc)
         except (ModelError, OSError, TimeoutError) as exc:
             _cap_threads(self.backend, 0)
             if backend is not None:
@@ -236,17 +258,37 @@ class Operations:
         self.host.progress_end(token, f"ready ({info.device})")
         return {"ok": True, "model": name, "device": info.device, "ms": round(elapsed, 1), "swapped": old is not None}
 
-    async def _open(self) -> tuple[Closable, LoadInfo]:
-        """Start the configured backend and wait until it is loaded (raises ModelError)."""
+    async def _open(self, key: tuple[Any, ...]) -> tuple[Closable, LoadInfo]:
+        """Start the configured backend and wait until it is loaded (raises ModelError; RemoteDown when
+        a remote server does not answer yet: its backend goes on probing and reports when it does)."""
         s = self.settings
-        backend: Any
+        waiting, self._waiting = self._waiting, None
+        if waiting is not None and (waiting[0] != key or s.backend != "openai"):
+            await asyncio.to_thread(waiting[1].close)
+            waiting = None
         if s.backend == "openai":
-            if not s.endpoint:
-                raise ModelError("backend 'openai' needs the `endpoint` setting")
-            key = os.environ.get(s.api_key_env, "") if s.api_key_env else ""
-            backend = RemoteBackend(RemoteConfig(s.endpoint, key, s.model, s.parallel))
-        else:
-            backend = Engine(await asyncio.to_thread(self.engine_config))
+            if waiting is not None:
+                remote = waiting[1]
+            else:
+                if not s.endpoint:
+                    raise ModelError("backend 'openai' needs the `endpoint` setting")
+                api_key = os.environ.get(s.api_key_env, "") if s.api_key_env else ""
+                remote = RemoteBackend(RemoteConfig(s.endpoint, api_key, s.model, s.parallel))
+                loop = asyncio.get_running_loop()
+                remote.on_health = lambda state, why, b=remote: _call_soon(loop, self._remote_health, b, state, why)
+                remote.start()
+            try:
+                why = await asyncio.wrap_future(remote.first_probe)
+                if not remote.ready.done():
+                    raise RemoteDown(remote, why)
+                info = await asyncio.wrap_future(remote.ready)
+            except RemoteDown:
+                raise
+            except BaseException:
+                await asyncio.to_thread(remote.close)
+                raise
+            return remote, info
+        backend = Engine(await asyncio.to_thread(self.engine_config))
         backend.start()
         try:
             info = await asyncio.wrap_future(backend.ready)
@@ -254,6 +296,42 @@ class Operations:
             await asyncio.to_thread(backend.close)
             raise
         return backend, info
+
+    def _remote_down(
+        self, first: bool, target: str, previous: str, key: tuple[Any, ...], exc: RemoteDown
+    ) -> dict[str, Any]:
+        """The remote server is down at load time: degraded (or still on the previous model) until it answers."""
+        why = exc.backend.health_reason or str(exc)  # with when it retries
+        self._waiting = (key, exc.backend)
+        self.swap = {**self.swap, "phase": "waiting", "error": why}
+        log.warning("remote server for %s unreachable: %s", target, why)
+        if first or self.backend is None:
+            self.set_base("degraded", f"remote server unreachable: {why}")
+        else:
+            self.set_base("ready", f"{previous} (switching to {target} waits for the server: {why})")
+        return {"ok": False, "error": why, "retrying": True}
+
+    def _remote_health(self, backend: RemoteBackend, state: str, why: str) -> None:
+        """A remote backend's probe or a job saw the server come or go (on the loop)."""
+        if self._waiting is not None and self._waiting[1] is backend:
+            if state == "up":
+                self.start_load("the remote server answers")
+            elif state == "error":
+                self._waiting = None
+                self._background(asyncio.to_thread(backend.close))
+                self._load_failed(self.backend is None, self._target_name(), self.current_name(), why)
+            elif self.backend is None:
+                self.set_base("degraded", f"remote server unreachable: {why}")
+            return
+        if backend is not self.backend or self.base_state in ("loading", "disabled"):
+            return
+        if state == "up":
+            info = self.load_info
+            self.set_base("ready", f"{self.current_name()} on {info.device if info else 'remote'}")
+        elif state == "down":
+            self.set_base("degraded", f"remote server unreachable: {why}")
+        else:
+            self.set_base("error", why)
 
     def _load_failed(self, first: bool, target: str, previous: str, why: str) -> dict[str, Any]:
         log.error("model %s not loaded: %s", target, why)
@@ -272,6 +350,9 @@ class Operations:
         self.backend = None
         self._loaded_key = None
         self.unloaded = True
+        if self._waiting is not None:  # a remote still probing for a server that was down
+            self._background(asyncio.to_thread(self._waiting[1].close))
+            self._waiting = None
         if old is not None:
             log.info("model unloaded: %s", why)
             self._background(self.proxy.retire(old))
@@ -292,7 +373,7 @@ class Operations:
             if self.base_state != "loading":
                 self.set_base("disabled", "suggestions are turned off (enabled: false)")
             return
-        if not old.enabled or any(getattr(old, k) != getattr(new, k) for k in RELOAD_KEYS):
+        if not old.enabled or any(getattr(old, k) != getattr(new, k) for k in reload_keys(new)):
             self.start_load("settings changed")
         else:
             self.check_alerts()
@@ -312,6 +393,8 @@ class Operations:
         """Close the serving backend (process exit)."""
         if self.backend is not None:
             self.backend.close(timeout)
+        if self._waiting is not None:
+            self._waiting[1].close(timeout)
 
     # ----- monitoring -----
     def start_monitor(self) -> None:
@@ -445,9 +528,18 @@ class Operations:
             "alerts": list(self.alert_view),
             "swap": dict(self.swap),
             "swaps": self.swaps,
+            "remote": self._remote_view(),
             "idleUnloadSeconds": s.idle_unload_s,
             "uptimeSeconds": round(time.time() - self.started, 1),
         }
+
+    def _remote_view(self) -> dict[str, Any] | None:
+        """The remote endpoint's health and capabilities (None for the in-process engine)."""
+        for backend in (self.backend, self._waiting[1] if self._waiting else None):
+            view = getattr(backend, "view", None)
+            if callable(view):
+                return dict(view())
+        return None
 
     def snapshot_threadsafe(self, timeout: float = 2.0) -> dict[str, Any] | None:
         """``status()`` computed on the server's loop, for other threads; None if the loop does not answer."""
@@ -467,3 +559,11 @@ class Operations:
             return future.result(timeout)
         except FutureTimeout:
             return None
+
+
+def _call_soon(loop: asyncio.AbstractEventLoop, fn: Any, *args: Any) -> None:
+    """Run ``fn(*args)`` on ``loop`` from another thread (nothing once the loop is closed)."""
+    try:
+        loop.call_soon_threadsafe(fn, *args)
+    except RuntimeError:
+        pass

@@ -95,6 +95,11 @@ class SwitchableBackend:
         fn = getattr(self.current, "tokens_per_second", None)
         return float(fn(window_s)) if fn else 0.0
 
+    def scores(self) -> bool:
+        """Whether the current backend can score a prompt's tail (reranking); in-process engines always can."""
+        fn = getattr(self.current, "scores", None)
+        return bool(fn()) if callable(fn) else self.current is not None
+
     def switch(self, new: Closable | None) -> Closable | None:
         """Make ``new`` the current backend and return the previous one (still finishing its jobs)."""
         carry_thread_choice(self.current, new)  # before any job can reach ``new``
