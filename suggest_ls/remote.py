@@ -718,6 +718,7 @@ class RemoteBackend:
         conn: http.client.HTTPConnection | None = None
         usage: dict[str, Any] = {}
         outcome, error = "done", ""
+        capped = False  # stopped by max_tokens (finish_reason "length"), not a stop rule or the end of text
         deadline = started + self.config.timeout_s
         try:
             conn = self._connection()
@@ -740,6 +741,7 @@ class RemoteBackend:
                 job.add(str(choice.get("text") or ""), token_logprobs(choice), time.perf_counter())
                 usage = data.get("usage") or {}
                 job.tokens = int(usage.get("completion_tokens") or job.tokens)
+                capped = choice.get("finish_reason") == "length" and not should_stop(job.pieces, job.req.rule)
             else:
                 complete = False
                 for event in read_events(resp):
@@ -759,8 +761,12 @@ class RemoteBackend:
                         job.add(text, entries, time.perf_counter())
                     if choice.get("finish_reason"):
                         complete = True
-                    if should_stop(job.pieces, job.req.rule) or job.tokens >= job.req.max_tokens:
+                        capped = choice.get("finish_reason") == "length" and not should_stop(job.pieces, job.req.rule)
+                    if should_stop(job.pieces, job.req.rule):
                         complete = True
+                        break
+                    if job.tokens >= job.req.max_tokens:
+                        complete = capped = True
                         break
                     if time.perf_counter() > deadline:
                         raise RemoteError(f"no end of the stream after {self.config.timeout_s:.0f} s")
@@ -806,6 +812,7 @@ class RemoteBackend:
                 first_prob=job.first_prob,
                 line_prob=math.exp(job.logprob / job.sampled) if job.sampled else 1.0,
                 min_prob=job.min_prob,
+                capped=capped,
                 alternatives=job.alternatives,
             ),
         )
