@@ -42,7 +42,7 @@ MIN_CHARS = 8  # a masked line has at least this many characters besides its ind
 MAX_CHARS = 160  # and at most this many (beyond what one suggestion's token cap can write)
 MAX_FILE_BYTES = 256 * 1024
 MAX_LINE_CHARS = 400  # a file with a longer line is minified or data, not code someone typed
-LAST_MODEL_TOKENS = 48  # the raw arm's generation cap (RawArm.line)
+REFRESH_TIMEOUT_S = 600.0  # how long the pipeline's line still being written is waited for
 
 # Lines made of these words and punctuation alone are trivial to complete (or nothing to complete).
 TRIVIAL_WORDS = frozenset(
@@ -465,7 +465,8 @@ class PipelineArm:
     """The real server (bench quality's ServerArm) asked at each case's cursor."""
 
     def __init__(self, model: str, settings: dict[str, Any], workdir: Path) -> None:
-        self.server = ServerArm(model, settings, workdir)
+        # a cold file's whole window on a CPU can take longer than bench quality's 30 s
+        self.server = ServerArm(model, settings, workdir, refresh_timeout=REFRESH_TIMEOUT_S)
 
     async def start(self) -> None:
         """Start the server and wait for its model."""

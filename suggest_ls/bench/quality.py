@@ -198,9 +198,10 @@ def utf16_to_offset(document: str, pos: dict[str, int]) -> int:
 class ServerArm:
     """The whole pipeline: a ``suggest-ls --stdio`` subprocess driven like an editor."""
 
-    def __init__(self, model: str, settings: dict[str, Any], workdir: Path) -> None:
+    def __init__(self, model: str, settings: dict[str, Any], workdir: Path, refresh_timeout: float = 30.0) -> None:
         self.model = model
         self.settings = {**BENCH_SETTINGS, **settings}
+        self.refresh_timeout = refresh_timeout  # how long a line still being written is waited for
         self.status: dict[str, Any] = {}
         self.workdir = workdir
         self.trace = workdir / "trace.jsonl"
@@ -282,7 +283,7 @@ class ServerArm:
         pending = record.get("outcome") == PENDING
         # as the editors do on suggest/refresh: ask again at the same place for the whole line (and
         # for a line answered before its first word that was not kept: why, answered at once)
-        ready = await self._line_ready(seen) if early or pending else False
+        ready = await self._line_ready(seen, self.refresh_timeout) if early or pending else False
         if ready or pending:
             result = await self.client.request("textDocument/inlineCompletion", params, timeout=600)
             again = await self._record_of(self.uri, self.version, skip=LINE_FINISHED)
