@@ -35,7 +35,8 @@ from typing import IO, Any
 
 from suggest_ls.bench.common import Progress, machine, pcts, table, write_json
 from suggest_ls.bench.quality import BENCH_SETTINGS, Outcome, RawArm, ServerArm
-from suggest_ls.context import window
+from suggest_ls.clean import StopRule, clean, language_stops
+from suggest_ls.context import Cursor, should_complete, window
 from suggest_ls.settings import parse_pairs, resolve
 
 MIN_CHARS = 8  # a masked line has at least this many characters besides its indentation
@@ -384,6 +385,23 @@ def count_maskable(corpus: Corpus) -> tuple[int, int]:
     return files, lines
 
 
+def cleaning_of(case: Case, prompt_tokens: int, suffix_share: float) -> str:
+    """What the server's gate and cleaning do to the reference line itself, as if the model wrote it
+    and went on with the next line: '' when it would be shown as it is, else why not ('changed' when
+    it would be shown altered). A model that gets the line right cannot score where this refuses."""
+    prefix, suffix = window(case.document, case.offset, prompt_tokens, suffix_share)
+    cursor = Cursor(prefix, suffix, case.language, case.uri)
+    gate = should_complete(cursor)
+    if gate:
+        return gate
+    lines = suffix.split("\n", 2)
+    raw = case.middle + "\n" + (lines[1] if len(lines) > 1 else "")
+    out = clean(raw, cursor, StopRule(stop=language_stops(case.language)))
+    if out.reason:
+        return out.reason
+    return "" if out.text.strip() == case.middle else "changed"
+
+
 # ----- scores -----
 
 
@@ -578,6 +596,17 @@ async def run(args: argparse.Namespace, model: str) -> dict[str, Any]:
         entry: dict[str, Any] = {"sources": corpus.origin, "files": len(corpus.files), "cases": len(cases[lang])}
         if args.corpus_only:
             entry["readable_files"], entry["maskable_lines"] = count_maskable(corpus)
+            resolved, _ = resolve(settings)
+            verdicts = [(c, cleaning_of(c, resolved.prompt_tokens, resolved.suffix_share)) for c in cases[lang]]
+            refused: dict[str, int] = {}
+            for _, why in verdicts:
+                if why:
+                    refused[why] = refused.get(why, 0) + 1
+            entry["cleaning"] = {
+                "kept": sum(not why for _, why in verdicts),
+                "refused": refused,
+                "examples": [{"case": c.case_id, "reference": c.middle, "why": why} for c, why in verdicts if why][:20],
+            }
         report["corpus"][lang] = entry
     if args.corpus_only:
         report["cases"] = {lang: [{"case": c.case_id, "reference": c.middle} for c in cs] for lang, cs in cases.items()}
@@ -628,10 +657,15 @@ def print_report(report: dict[str, Any], examples: int = 3) -> None:
                 c.get("readable_files", ""),
                 c.get("maskable_lines", ""),
                 c["cases"],
+                c["cleaning"]["kept"] if "cleaning" in c else "",
             ]
             for lang, c in report["corpus"].items()
         ]
-        print(table(["language", "sources", "files", "read", "maskable lines", "cases"], rows))
+        header = ["language", "sources", "files", "read", "maskable lines", "cases", "references kept"]
+        print(table(header, rows))
+        for c in report["corpus"].values():
+            for ex in c.get("cleaning", {}).get("examples", [])[:examples]:
+                print(f"  {ex['case']}: {ex['reference']!r} would not be shown as it is: {ex['why']}")
         return
     rows = []
     for lang, arms in report["languages"].items():

@@ -14,6 +14,7 @@ from suggest_ls.bench.languages import (
     SOURCES,
     Corpus,
     build_cases,
+    cleaning_of,
     make_case,
     maskable,
     score,
@@ -133,6 +134,13 @@ def test_the_line_left_in_the_editor_is_scored():
     assert not wrong.exact and wrong.similarity == pytest.approx(0.8)
     nothing = score(case, Outcome(reason="low confidence"), None)
     assert (nothing.line, nothing.exact, nothing.similarity) == ("", False, 0.0)
+
+
+def test_what_the_cleaning_does_to_the_reference_line_itself():
+    text = "int f(struct ctx *c) {\n\tif (add(ub, c->prefix, c->prefix_len)) goto error;\n\treturn 0;\n}\n"
+    assert cleaning_of(make_case("c", "f.c", text, 1), 1024, 0.25) == ""
+    table_ = "static int t[] = {\n\t0, 0, 0, 0, 0, 0,\n\t0, 0, 0, 0, 0, 0,\n};\n"
+    assert cleaning_of(make_case("c", "t.c", table_, 1), 1024, 0.25) == "duplicates the next line"
 
 
 @cache
