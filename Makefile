@@ -3,7 +3,7 @@ PY ?= python3
 VENV ?= .venv
 BIN := $(VENV)/bin
 
-.PHONY: setup demo test lint format typecheck bench-latency bench-throughput bench-quality editors-test
+.PHONY: setup demo test lint format typecheck bench-latency bench-throughput bench-quality bench-languages editors-test
 
 setup:
 	$(PY) -m venv $(VENV)
@@ -39,3 +39,6 @@ editors-test:
 
 bench-quality:
 	$(BIN)/suggest-ls bench quality --out bench-results/quality.json
+
+bench-languages:
+	$(BIN)/suggest-ls bench languages --out bench-results/languages.json

@@ -101,7 +101,10 @@ def _previous_code_line(prefix: str) -> str | None:
 
 
 # A piece of at least 4 characters with a letter in it written three times in a row, or one of at
-# least 12 written twice: a model looping inside a line ("100 * total / total + 100 * total / total + ").
+# least 12 written twice where the line ends inside a third copy or right after the second: a model
+# looping inside a line ("100 * total / total + 100 * total / total + 100 * total"). Code repeats a
+# piece twice and goes on ("buf, ctx->prefix, ctx->prefix_len", "(int) (p - b), (int) (p - b), b"):
+# that is not a loop.
 _LOOP = re.compile(r"(?=(.{4,}?)\1\1)|(?=(.{12,}?)\2)")
 
 
@@ -109,7 +112,9 @@ def repeats_itself(line: str) -> bool:
     """Whether a line repeats a piece of itself back to back, as a looping model writes."""
     for m in _LOOP.finditer(line):
         piece = m.group(1) or m.group(2) or ""
-        if any(ch.isalpha() for ch in piece):
+        if not any(ch.isalpha() for ch in piece):
+            continue
+        if m.group(1) or piece.startswith(line[m.start() + 2 * len(piece) :]):
             return True
     return False
 

@@ -105,8 +105,8 @@ def build_parser() -> argparse.ArgumentParser:
     )
     q.add_argument("--force", action="store_true", help="overwrite OUT.gguf")
 
-    b = sub.add_parser("bench", help="benchmarks: latency, throughput, quality, fuzz, soak, swap")
-    b.add_argument("kind", choices=["latency", "throughput", "quality", "fuzz", "soak", "swap"])
+    b = sub.add_parser("bench", help="benchmarks: latency, throughput, quality, languages, fuzz, soak, swap")
+    b.add_argument("kind", choices=["latency", "throughput", "quality", "languages", "fuzz", "soak", "swap"])
     b.add_argument("rest", nargs=argparse.REMAINDER)
     return p
 

@@ -1,4 +1,4 @@
-"""Benchmarks: ``suggest-ls bench latency|throughput|quality``; each prints figures and writes JSON."""
+"""Benchmarks: ``suggest-ls bench latency|throughput|quality|languages``; each prints figures and writes JSON."""
 
 from __future__ import annotations
 

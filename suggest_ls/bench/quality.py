@@ -193,9 +193,10 @@ def utf16_to_offset(document: str, pos: dict[str, int]) -> int:
 class ServerArm:
     """The whole pipeline: a ``suggest-ls --stdio`` subprocess driven like an editor."""
 
-    def __init__(self, model: str, settings: dict[str, Any], workdir: Path) -> None:
+    def __init__(self, model: str, settings: dict[str, Any], workdir: Path, refresh_timeout: float = 30.0) -> None:
         self.model = model
         self.settings = {**BENCH_SETTINGS, **settings}
+        self.refresh_timeout = refresh_timeout  # how long a line still being written is waited for
         self.status: dict[str, Any] = {}
         self.workdir = workdir
         self.trace = workdir / "trace.jsonl"
@@ -228,30 +229,43 @@ class ServerArm:
 
     def open(self, task: Task) -> None:
         """Open (or switch to) the problem's document with the task's text."""
-        assert self.client is not None
         uri = f"file:///bench/problem_{task.problem.rsplit('/', 1)[-1]}.py"  # a neutral name
+        self.show(uri, "python", task.document)
+
+    def show(self, uri: str, language: str, text: str) -> None:
+        """Open ``uri`` with ``text`` (closing the document open before), or change it to ``text``."""
+        assert self.client is not None
         if uri != self.uri:
             if self.uri:
                 self.client.notify("textDocument/didClose", {"textDocument": {"uri": self.uri}})
             self.uri, self.version = uri, 1
-            item = {"uri": uri, "languageId": "python", "version": 1, "text": task.document}
+            item = {"uri": uri, "languageId": language, "version": 1, "text": text}
             self.client.notify("textDocument/didOpen", {"textDocument": item})
         else:
             self.version += 1
             change = {
                 "textDocument": {"uri": uri, "version": self.version},
-                "contentChanges": [{"text": task.document}],
+                "contentChanges": [{"text": text}],
             }
             self.client.notify("textDocument/didChange", change)
 
     async def complete(self, task: Task) -> Outcome:
         """Ask for the inline completion at the hole and accept it as an editor would."""
-        assert self.client is not None
         self.open(task)
-        doc = task.document
+        out, edited = await self.ask(task.document, task.offset)
+        if edited is not None:
+            out.exact = exact(edited[len(task.prefix) : len(edited) - len(task.suffix) - 1], task.middle)
+            out.program = edited + "\n" + task.test + f"\ncheck({task.entry_point})\n"
+        return out
+
+    async def ask(self, doc: str, offset: int) -> tuple[Outcome, str | None]:
+        """Ask for the inline completion at ``offset`` of the open document (whose text is ``doc``),
+        following ``suggest/refresh``; the outcome and the document after accepting the first item
+        (None when nothing was shown)."""
+        assert self.client is not None
         params = {
             "textDocument": {"uri": self.uri},
-            "position": position(doc, task.offset),
+            "position": position(doc, offset),
             "context": {"triggerKind": AUTOMATIC},
         }
         started = time.perf_counter()
@@ -264,7 +278,7 @@ class ServerArm:
         pending = record.get("outcome") == PENDING
         # as the editors do on suggest/refresh: ask again at the same place for the whole line (and
         # for a line answered before its first word that was not kept: why, answered at once)
-        ready = await self._line_ready(seen) if early or pending else False
+        ready = await self._line_ready(seen, self.refresh_timeout) if early or pending else False
         if ready or pending:
             result = await self.client.request("textDocument/inlineCompletion", params, timeout=600)
             again = await self._record_of(self.uri, self.version, skip=LINE_FINISHED)
@@ -282,18 +296,16 @@ class ServerArm:
         out.line_prob = float(record.get("line_prob", -1.0))
         out.min_prob = float(record.get("min_prob", -1.0))
         if not items:
-            return out
+            return out, None
         item = items[0]
         insert = item["insertText"] if isinstance(item["insertText"], str) else item["insertText"].get("value", "")
         rng = item.get("range")
-        start, end = task.offset, task.offset
+        start, end = offset, offset
         if rng:
             start, end = utf16_to_offset(doc, rng["start"]), utf16_to_offset(doc, rng["end"])
         edited = doc[:start] + insert + doc[end:]
         out.text, out.shown = insert, True
-        out.exact = exact(edited[len(task.prefix) : len(edited) - len(task.suffix) - 1], task.middle)
-        out.program = edited + "\n" + task.test + f"\ncheck({task.entry_point})\n"
-        return out
+        return out, edited
 
     async def _line_ready(self, seen: int, timeout: float = 30.0) -> bool:
         """Whether ``suggest/refresh`` came for the current document and version (notifications after
@@ -375,17 +387,28 @@ class RawArm:
 
     def prompt(self, task: Task) -> str:
         """The raw prompt of a task."""
+        return self.prompt_of(task.prefix, task.document[task.offset :])
+
+    def prompt_of(self, prefix: str, suffix: str) -> str:
+        """The raw prompt of the text before and after the cursor (the prefix alone without FIM)."""
         if self.template is None:
-            return task.prefix
-        suffix = task.document[task.offset :]
-        return fill(self.template.fmt, {"{prefix}": task.prefix, "{suffix}": suffix, "{extra}": "", "{file}": ""})
+            return prefix
+        return fill(self.template.fmt, {"{prefix}": prefix, "{suffix}": suffix, "{extra}": "", "{file}": ""})
 
     async def complete(self, task: Task) -> Outcome:
         """One greedy generation from the bare prefix."""
+        out = await self.line(self.prompt(task))
+        out.exact = exact(out.text, task.middle)
+        if out.shown:
+            out.program = task.program(out.text)
+        return out
+
+    async def line(self, prompt: str) -> Outcome:
+        """One greedy generation from ``prompt``, cut at its first newline."""
         assert self.engine is not None
         loop = asyncio.get_running_loop()
         future: asyncio.Future[GenResult] = loop.create_future()
-        req = GenRequest(key="raw", prompt=self.prompt(task), max_tokens=48, temperature=0.0, rule=StopRule())
+        req = GenRequest(key="raw", prompt=prompt, max_tokens=48, temperature=0.0, rule=StopRule())
         started = time.perf_counter()
 
         def done(result: GenResult) -> None:
@@ -397,9 +420,6 @@ class RawArm:
         line = result.text.split("\n", 1)[0].rstrip()
         out = Outcome(text=line, shown=bool(line.strip()), ms=ms, reason="" if line.strip() else "empty first line")
         out.tokens_evaluated, out.tokens_generated = result.evaluated_tokens, result.generated_tokens
-        out.exact = exact(line, task.middle)
-        if out.shown:
-            out.program = task.program(line)
         return out
 
     async def close(self) -> None:

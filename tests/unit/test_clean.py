@@ -99,10 +99,16 @@ def block(indent: int) -> StopRule:
         ("x = $0", "[0, 0, 0, 0, 0, 0, 0, 0]", LINE, "[0, 0, 0, 0, 0, 0, 0, 0]", 0, ""),
         ("    return $0", "fib(n - 1) + fib(n - 2)", LINE, "fib(n - 1) + fib(n - 2)", 0, ""),
         ("a = $0", "np.zeros((n, n)); b = np.zeros((n, n))", LINE, "np.zeros((n, n)); b = np.zeros((n, n))", 0, ""),
+        # a pointer and its length, an argument written twice: C that goes on after the repeat
+        ("    $0", "if (append(ub, uclc->prefix, uclc->prefix_len)) goto error;", LINE, None, 0, ""),
+        ("    $0", 'n = snprintf(d, l, "%.*s", (int) (ptr-base), (int) (ptr-base), base);', LINE, None, 0, ""),
+        # a loop cut inside its third copy (by the token cap) is still one
+        ("x = $0", "foo(bar, baz) + foo(bar, baz) + foo(ba", LINE, "", 0, "repeats itself"),
     ],
 )
 def test_clean_table(snippet, raw, rule, text, replace, reason):
     got = clean(raw, cursor_from_snippet(snippet), rule)
+    text = raw if text is None else text  # None: the raw text as it is
     assert (got.text, got.replace, got.reason) == (text, replace, reason)
 
 
