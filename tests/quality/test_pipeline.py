@@ -163,9 +163,7 @@ async def test_rerank_keeps_the_best_scored_candidate_with_its_share_of_votes():
     got = await c.complete(request(AREA, AREA.index("\n    return"), manual=True))
     scored = [j for j in backend.jobs if j.score_from >= 0]
     # one scoring job per distinct candidate, each on the candidate and the lines after the cursor
-    assert sorted(j.prompt[j.score_from :] for j in scored) == sorted(
-        f"{line}\n    return result\n" for line in (a, b)
-    )
+    assert sorted(j.prompt[j.score_from :] for j in scored) == sorted(f"{line}\n    return result\n" for line in (a, b))
     assert got.text == b  # the likelier continuation wins over the more frequent one
     assert got.record is not None and got.record.confidence == 0.25  # 1 of 4 (greedy and 3 samples)
     assert got.record.rerank_jobs == 3 + 2
