@@ -11,6 +11,7 @@ import os
 import queue
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from suggest_ls import __version__
@@ -39,7 +40,11 @@ class _Background(logging.handlers.QueueHandler):
         super().close()
 
 
-def _setup_logging(level: str, log_file: str | None) -> None:
+def _setup_logging(
+    level: str, log_file: str | None, client: Callable[[logging.Handler], logging.Handler] | None = None
+) -> logging.Handler:
+    """Log to ``log_file``, else to stderr; with ``client`` (``server.ClientLog``), to the client with
+    stderr as its fallback. Returns the handler the log thread writes to."""
     from suggest_ls.security import PrivacyFilter
 
     handler: logging.Handler = (
@@ -48,15 +53,18 @@ def _setup_logging(level: str, log_file: str | None) -> None:
         else logging.StreamHandler(sys.stderr)
     )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    if level != "debug":
-        handler.addFilter(PrivacyFilter())
+    target = client(handler) if client is not None else handler
+    for h in {handler, target}:
+        if level != "debug":
+            h.addFilter(PrivacyFilter())
     root = logging.getLogger()
     for old in root.handlers:
         if isinstance(old, _Background):
             old.close()
-    root.handlers[:] = [_Background(handler)]
+    root.handlers[:] = [_Background(target)]
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     logging.getLogger("pygls").setLevel(logging.WARNING if level != "debug" else logging.DEBUG)
+    return target
 
 
 def parse_hostport(value: str) -> tuple[str, int]:
@@ -150,6 +158,11 @@ def _serve(args: argparse.Namespace) -> int:
     if args.tcp:
         server.start_tcp(host, port, token)
         return 0
+    if not args.log_file:  # the log goes to the editor (window/logMessage), levels and all
+        from suggest_ls.server import ClientLog
+
+        client_log = _setup_logging(args.log_level, None, ClientLog)
+        server.client_log = client_log if isinstance(client_log, ClientLog) else None
     # Keep stdout for the protocol alone: anything else written to fd 1 goes to stderr.
     protocol_out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)

@@ -45,6 +45,7 @@ from suggest_ls.framing import (
     FrameParser,
     check_message,
     decode_body,
+    encode,
     error_response,
     request_id,
     valid_id,
@@ -167,6 +168,109 @@ def _plain_change(params: Any) -> tuple[str, int, list[Change]] | None:
             return None
         out.append((where, text))  # type: ignore[arg-type]
     return uri, version, out
+
+
+LOG_METHOD = "window/logMessage"
+
+
+def log_message_type(levelno: int) -> int:
+    """The ``window/logMessage`` type of a log level (debug lines as Log, which every client knows)."""
+    if levelno >= logging.ERROR:
+        return int(types.MessageType.Error)
+    if levelno >= logging.WARNING:
+        return int(types.MessageType.Warning)
+    if levelno >= logging.INFO:
+        return int(types.MessageType.Info)
+    return int(types.MessageType.Log)
+
+
+class ClientLog(logging.Handler):
+    """Log records as ``window/logMessage`` notifications with their level, so that an editor shows
+    levels as levels (VS Code shows every stderr line as an error); stdout still carries only the
+    protocol, as whole messages.
+
+    Records are formatted where the handler runs (the log thread); the event loop only writes the
+    framed messages, between the messages it handles, like any other notification. At most
+    ``MAX_PENDING`` wait for the loop; more are counted and reported as dropped. Before the loop
+    serves a client, and after writing to it failed, records go to ``fallback`` (stderr).
+    """
+
+    MAX_PENDING = 2000
+
+    def __init__(self, fallback: logging.Handler) -> None:
+        super().__init__()
+        self.fallback = fallback
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        self._guard = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._write: Callable[[bytes], None] | None = None
+        self._pending: deque[tuple[int, str]] = deque()
+        self._scheduled = False
+        self._dropped = 0
+
+    def attach(self, write: Callable[[bytes], None]) -> None:
+        """Send records through ``write`` (a whole framed message a call); call on the serving loop."""
+        with self._guard:
+            self._loop = asyncio.get_running_loop()
+            self._loop_thread = threading.get_ident()
+            self._write = write
+
+    @property
+    def attached(self) -> bool:
+        """Whether records go to the client."""
+        return self._write is not None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Queue the record for the loop (or hand it to the fallback when no client is served)."""
+        if self._write is None:
+            self.fallback.handle(record)
+            return
+        try:
+            text = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        with self._guard:
+            if len(self._pending) >= self.MAX_PENDING:
+                self._dropped += 1
+                return
+            self._pending.append((log_message_type(record.levelno), text))
+            if self._scheduled or self._loop is None:
+                return
+            self._scheduled = True
+            loop = self._loop
+        try:
+            loop.call_soon_threadsafe(self._send)
+        except RuntimeError:  # the loop has closed: flush() writes what waits
+            pass
+
+    def _send(self) -> None:
+        """Write every waiting record (on the loop, or at exit)."""
+        with self._guard:
+            items = list(self._pending)
+            self._pending.clear()
+            self._scheduled = False
+            dropped, self._dropped = self._dropped, 0
+            write = self._write
+        if dropped:
+            items.append(
+                (int(types.MessageType.Warning), f"{__name__}: {dropped} log lines dropped (the client lagged)")
+            )
+        if write is None:
+            return
+        for kind, text in items:
+            try:
+                write(encode({"jsonrpc": "2.0", "method": LOG_METHOD, "params": {"type": kind, "message": text}}))
+            except (OSError, ValueError):  # the client is gone: the rest goes to stderr
+                self._write = None
+                return
+
+    def flush(self) -> None:
+        """Write what waits when the loop cannot any more (``logging.shutdown`` at exit calls this)."""
+        loop = self._loop
+        if threading.get_ident() == self._loop_thread or loop is None or not loop.is_running():
+            self._send()
 
 
 class SuggestProtocol(LanguageServerProtocol):
@@ -438,6 +542,8 @@ class SuggestServer(LanguageServer):
         self.roots: list[str] = []
         self._load_task: asyncio.Future[Any] | None = None
         self._watch_task: asyncio.Future[None] | None = None
+        self.client_log: ClientLog | None = None  # set when the log goes to the stdio client
+        self._exiting = False
 
     # ----- transports and process lifecycle -----
     def start_io(self, stdin: Any = None, stdout: Any = None) -> None:
@@ -457,6 +563,9 @@ class SuggestServer(LanguageServer):
 
     async def _serve_stdio(self, stdin: Any) -> None:
         """Serve stdin: read by the event loop itself when it is a pipe or socket, else by a thread."""
+        writer = self.protocol.writer
+        if self.client_log is not None and isinstance(writer, _PipeWriter):
+            self.client_log.attach(writer.write_or_raise)
         pipe = await _pipe_reader(stdin)
         if pipe is None:
             await self._serve_stream(lambda: _thread_reader(stdin))
@@ -538,6 +647,9 @@ class SuggestServer(LanguageServer):
 
     def terminate(self, code: int) -> NoReturn:
         """End the process now: stop the engine without waiting for a decode step, flush the log, exit."""
+        if self._exiting:  # a failure while flushing the log: it is over already
+            os._exit(code)
+        self._exiting = True
         log.info("exiting with code %d", code)
         if self.engine is not None:
             self.engine.close(timeout=0.2)
@@ -977,6 +1089,10 @@ class _PipeWriter(StdoutWriter):
         except BrokenPipeError:
             self._gone()
 
+    def write_or_raise(self, data: bytes) -> None:
+        """Write one message; a closed pipe raises (for the log, which then writes to stderr)."""
+        super().write(data)
+
 
 class _PipeInput(asyncio.Protocol):
     """stdin as the event loop reads it (no thread hand-off per chunk); it also tells whether input is
@@ -1092,4 +1208,4 @@ def _stream_reader(
     return read
 
 
-__all__ = ["SECTION", "SuggestServer", "create_server"]
+__all__ = ["SECTION", "ClientLog", "SuggestServer", "create_server"]
