@@ -50,6 +50,7 @@ from suggest_ls.framing import (
     request_id,
     valid_id,
 )
+from suggest_ls.lograte import LogLimiter
 from suggest_ls.ops import Operations
 from suggest_ls.security import token_matches
 from suggest_ls.settings import SECTION, Settings, resolve
@@ -300,6 +301,8 @@ class SuggestProtocol(LanguageServerProtocol):
         self.input_pending: Callable[[], bool] | None = None
         self._deferred: list[tuple[Any, Any]] = []
         self._deferrals: dict[Any, int] = {}
+        # What a client can repeat without end is logged a few lines per template and window.
+        self.faults = LogLimiter(log)
 
     # ----- bytes in -----
     def receive(self, body: bytes) -> None:
@@ -318,18 +321,18 @@ class SuggestProtocol(LanguageServerProtocol):
         try:
             obj, warning = decode_body(body)
         except BodyError as exc:
-            log.warning("message of %d bytes not parsed: %s", len(body), exc)
+            self.faults.warning("message of %d bytes not parsed: %s", len(body), exc)
             self._answer_error(None, PARSE_ERROR, f"parse error: {exc}")
             if self.token and not self.authenticated:
                 raise Unauthorized from exc
             return
         if warning:
-            log.warning("message of %d bytes: %s", len(body), warning)
+            self.faults.warning("message of %d bytes: %s", len(body), warning)
         why = check_message(obj)
         if self.token and not self.authenticated:
             self._authenticate(obj if isinstance(obj, dict) and not why else {})
         if why:
-            log.warning("invalid message: %s", why)
+            self.faults.warning("invalid message: %s", why)
             if not (isinstance(obj, dict) and "method" not in obj and valid_id(obj.get("id"))):
                 self._answer_error(request_id(obj), INVALID_REQUEST, f"invalid request: {why}")
             return
@@ -346,12 +349,12 @@ class SuggestProtocol(LanguageServerProtocol):
                 return
         message = self.structure_message(obj)
         if msg_id is not None and not isinstance(message, _Rejected) and not hasattr(message, "id"):
-            log.warning("%s is a notification but came with an id", obj["method"])
+            self.faults.warning("%s is a notification but came with an id", obj["method"])
             self._answer_error(msg_id, INVALID_REQUEST, f"{obj['method']} is a notification, not a request")
             return
         cancel_id = getattr(getattr(message, "params", None), "id", None)
         if obj.get("method") == types.CANCEL_REQUEST and not isinstance(message, _Rejected) and not valid_id(cancel_id):
-            log.warning("$/cancelRequest without a valid id dropped")
+            self.faults.warning("$/cancelRequest without a valid id dropped")
             return
         if obj.get("method") == types.INITIALIZE and not isinstance(message, _Rejected):
             self.initialized = True
@@ -380,16 +383,16 @@ class SuggestProtocol(LanguageServerProtocol):
             return True
         msg_id = request_id(obj)
         if self.shutting_down:
-            log.warning("%s after shutdown refused", method)
+            self.faults.warning("%s after shutdown refused", method)
             if msg_id is not None:
                 self._answer_error(msg_id, INVALID_REQUEST, "the server is shutting down")
             return False
         if method == types.INITIALIZE and self.initialized:
-            log.warning("second initialize refused")
+            self.faults.warning("second initialize refused")
             self._answer_error(msg_id, INVALID_REQUEST, "already initialized")
             return False
         if method != types.INITIALIZE and not self.initialized:
-            log.warning("%s before initialize refused", method)
+            self.faults.warning("%s before initialize refused", method)
             if msg_id is not None:
                 self._answer_error(msg_id, SERVER_NOT_INITIALIZED, "the server is not initialized")
             return False
@@ -475,7 +478,7 @@ class SuggestProtocol(LanguageServerProtocol):
                 except Exception:
                     pass
             if method is None:
-                log.warning("response to %r not understood: %s", data.get("id"), detail)
+                self.faults.warning("response to %r not understood: %s", data.get("id"), detail)
                 return None
             if "id" in data:
                 return _Rejected(data["id"], str(method), JsonRpcInvalidParams(f"invalid params: {detail}"))
@@ -486,12 +489,12 @@ class SuggestProtocol(LanguageServerProtocol):
         if message is None:
             return
         if isinstance(message, _Rejected):
-            log.warning("invalid params for %s (id %r): %s", message.method, message.id, message.error.message)
+            self.faults.warning("invalid params for %s (id %r): %s", message.method, message.id, message.error.message)
             self.answered_errors += 1
             self._send_response(message.id, error=message.error.to_response_error())
             return
         if isinstance(message, _RejectedNotification):
-            log.warning("%s with invalid params dropped: %s", message.method, message.detail)
+            self.faults.warning("%s with invalid params dropped: %s", message.method, message.detail)
             self._server.rejected_notification(message.method, message.params)  # type: ignore[attr-defined]
             return
         if type(message) is types.InlineCompletionRequest and not self._shutdown and message.jsonrpc == "2.0":
@@ -589,10 +592,11 @@ class SuggestServer(LanguageServer):
                 return
             for item in parser.feed(data):
                 if isinstance(item, FrameError):
-                    log.warning("malformed input: %s", item.reason)
+                    self.protocol.faults.warning("malformed input: %s", item.reason)
                 else:
                     self.protocol.receive(item.body)
             self.protocol.send_deferred()
+            self.protocol.faults.flush()
 
     def start_tcp(self, host: str, port: int, token: str = "") -> None:
         """Serve one client session over TCP; with a token, ``initialize`` must present it."""
@@ -650,6 +654,7 @@ class SuggestServer(LanguageServer):
         if self._exiting:  # a failure while flushing the log: it is over already
             os._exit(code)
         self._exiting = True
+        self.protocol.faults.flush(everything=True)
         log.info("exiting with code %d", code)
         if self.engine is not None:
             self.engine.close(timeout=0.2)
@@ -665,7 +670,7 @@ class SuggestServer(LanguageServer):
         doc = self.documents.get(uri) if isinstance(uri, str) else None
         if doc is not None:
             doc.out_of_sync = "an edit with invalid parameters was dropped"
-            log.warning("%s is out of sync until it is reopened or fully replaced", uri)
+            self.protocol.faults.warning("%s is out of sync until it is reopened or fully replaced", uri)
 
     # ----- model lifecycle, state and status (the work is in suggest_ls.ops) -----
     @property
@@ -843,7 +848,7 @@ class SuggestServer(LanguageServer):
         None for the whole text, and the new text."""
         doc = self.documents.get(uri)
         if doc is None:
-            log.warning("didChange for a document that is not open: %s", uri)
+            self.protocol.faults.warning("didChange for a document that is not open: %s", uri)
             return
         single = len(changes) == 1
         for where, text in changes:
@@ -858,7 +863,9 @@ class SuggestServer(LanguageServer):
                 doc.replace(a, b, text)
             except PositionError as exc:
                 doc.out_of_sync = f"impossible edit: {exc}"
-                log.warning("%s is out of sync until it is reopened or fully replaced: %s", doc.uri, exc)
+                self.protocol.faults.warning(
+                    "%s is out of sync until it is reopened or fully replaced: %s", doc.uri, exc
+                )
         doc.version = version
 
     def _no_suggestion(self, uri: str, reason: str) -> None:
