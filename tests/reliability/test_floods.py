@@ -23,7 +23,7 @@ def test_megabytes_of_garbage_log_a_bounded_number_of_lines():
         for _ in range(4 * 1024 * 1024 // chunk):  # 4 MB of random bytes (a line break every ~256 bytes)
             srv.send_bytes(rng.randbytes(chunk).replace(b"Content-Length", b"Content-Lenxth"))
         srv.send_bytes(b"\r\n")
-        for i in range(2000):  # well framed, but not JSON: each is answered with a parse error
+        for _ in range(2000):  # well framed, but not JSON: each is answered with a parse error
             srv.send_bytes(b"Content-Length: 9\r\n\r\n{not json")
         item = serving(srv, "file:///tmp/after-flood.py")  # and then a real request is served
         assert item["insertText"]
