@@ -534,6 +534,7 @@ class SuggestServer(LanguageServer):
     """Holds the documents, the settings and the completer; converts LSP types to plain data."""
 
     protocol: SuggestProtocol
+    auth_timeout_s = AUTH_TIMEOUT_S  # a TCP client that must authenticate speaks within this (tests shorten it)
 
     def __init__(self, model_override: str = "") -> None:
         super().__init__("suggest-ls", __version__, protocol_cls=SuggestProtocol)
@@ -626,7 +627,7 @@ class SuggestServer(LanguageServer):
             self.protocol.set_writer(writer)  # type: ignore[arg-type]
             log.info("client connected from %s", peer)
             try:
-                await self._serve_stream(lambda: _stream_reader(reader, self.protocol, AUTH_TIMEOUT_S))
+                await self._serve_stream(lambda: _stream_reader(reader, self.protocol, self.auth_timeout_s))
             except Unauthorized:
                 log.warning("connection from %s closed: not authenticated", peer)
             except (ConnectionError, TimeoutError) as exc:
