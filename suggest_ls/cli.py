@@ -11,6 +11,7 @@ import os
 import queue
 import sys
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 from suggest_ls import __version__
@@ -39,7 +40,11 @@ class _Background(logging.handlers.QueueHandler):
         super().close()
 
 
-def _setup_logging(level: str, log_file: str | None) -> None:
+def _setup_logging(
+    level: str, log_file: str | None, client: Callable[[logging.Handler], logging.Handler] | None = None
+) -> logging.Handler:
+    """Log to ``log_file``, else to stderr; with ``client`` (``server.ClientLog``), to the client with
+    stderr as its fallback. Returns the handler the log thread writes to."""
     from suggest_ls.security import PrivacyFilter
 
     handler: logging.Handler = (
@@ -48,15 +53,22 @@ def _setup_logging(level: str, log_file: str | None) -> None:
         else logging.StreamHandler(sys.stderr)
     )
     handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    if level != "debug":
-        handler.addFilter(PrivacyFilter())
+    target = client(handler) if client is not None else handler
+    for h in {handler, target}:
+        if level != "debug":
+            h.addFilter(PrivacyFilter())
     root = logging.getLogger()
     for old in root.handlers:
         if isinstance(old, _Background):
             old.close()
-    root.handlers[:] = [_Background(handler)]
+    root.handlers[:] = [_Background(target)]
     root.setLevel(getattr(logging, level.upper(), logging.INFO))
     logging.getLogger("pygls").setLevel(logging.WARNING if level != "debug" else logging.DEBUG)
+    return target
+
+
+LOG_FILE_HELP = "write the log here (serving over stdio the log goes to the editor, else to stderr)"
+LOG_LEVELS = ["debug", "info", "warning", "error"]
 
 
 def parse_hostport(value: str) -> tuple[str, int]:
@@ -82,20 +94,27 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="[HOST:]PORT",
         help="serve GET /health (JSON) and /metrics (Prometheus) over HTTP; host defaults to 127.0.0.1",
     )
-    p.add_argument("--log-file", help="write the log here instead of stderr")
-    p.add_argument("--log-level", default="info", choices=["debug", "info", "warning", "error"])
+    p.add_argument("--log-file", help=LOG_FILE_HELP)
+    p.add_argument("--log-level", default="info", choices=LOG_LEVELS)
     sub = p.add_subparsers(dest="command")
+    # The global options a subcommand uses are accepted after it too, as people type them
+    # (``suggest-ls complete FILE:LINE:COL --model X``); absent there, the value before it holds.
+    logs = argparse.ArgumentParser(add_help=False)
+    logs.add_argument("--log-file", default=argparse.SUPPRESS, help=LOG_FILE_HELP)
+    logs.add_argument("--log-level", default=argparse.SUPPRESS, choices=LOG_LEVELS)
+    model = argparse.ArgumentParser(add_help=False, parents=[logs])
+    model.add_argument("--model", default=argparse.SUPPRESS, help="GGUF model path (overrides the embedded default)")
 
-    c = sub.add_parser("complete", help="run one completion through the whole pipeline")
+    c = sub.add_parser("complete", parents=[model], help="run one completion through the whole pipeline")
     c.add_argument("location", metavar="FILE:LINE:COL", help="1-based line and column of the cursor")
     c.add_argument("--explain", action="store_true", help="show the prompt window and why nothing was shown")
     c.add_argument("--repeat", type=int, default=1, help="run the completion N times (first and steady-state)")
     c.add_argument("--json", action="store_true", help="print a JSON object instead of text")
     c.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a setting, e.g. temperature=0")
 
-    sub.add_parser("check", help="load the model, print the device, run a smoke completion")
+    sub.add_parser("check", parents=[model], help="load the model, print the device, run a smoke completion")
 
-    q = sub.add_parser("quantize", help="quantize a GGUF with llama.cpp's in-process quantizer")
+    q = sub.add_parser("quantize", parents=[logs], help="quantize a GGUF with llama.cpp's in-process quantizer")
     q.add_argument("input", metavar="IN.gguf")
     q.add_argument("output", metavar="OUT.gguf")
     q.add_argument("--type", default="Q4_K_M", help="Q4_K_M, Q4_0, Q5_K_M, Q6_K, Q8_0, F16, ... (default Q4_K_M)")
@@ -150,6 +169,11 @@ def _serve(args: argparse.Namespace) -> int:
     if args.tcp:
         server.start_tcp(host, port, token)
         return 0
+    if not args.log_file:  # the log goes to the editor (window/logMessage), levels and all
+        from suggest_ls.server import ClientLog
+
+        client_log = _setup_logging(args.log_level, None, ClientLog)
+        server.client_log = client_log if isinstance(client_log, ClientLog) else None
     # Keep stdout for the protocol alone: anything else written to fd 1 goes to stderr.
     protocol_out = os.fdopen(os.dup(1), "wb", buffering=0)
     os.dup2(2, 1)

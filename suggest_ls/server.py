@@ -45,10 +45,12 @@ from suggest_ls.framing import (
     FrameParser,
     check_message,
     decode_body,
+    encode,
     error_response,
     request_id,
     valid_id,
 )
+from suggest_ls.lograte import LogLimiter
 from suggest_ls.ops import Operations
 from suggest_ls.security import token_matches
 from suggest_ls.settings import SECTION, Settings, resolve
@@ -173,6 +175,109 @@ def _plain_change(params: Any) -> tuple[str, int, list[Change]] | None:
     return uri, version, out
 
 
+LOG_METHOD = "window/logMessage"
+
+
+def log_message_type(levelno: int) -> int:
+    """The ``window/logMessage`` type of a log level (debug lines as Log, which every client knows)."""
+    if levelno >= logging.ERROR:
+        return int(types.MessageType.Error)
+    if levelno >= logging.WARNING:
+        return int(types.MessageType.Warning)
+    if levelno >= logging.INFO:
+        return int(types.MessageType.Info)
+    return int(types.MessageType.Log)
+
+
+class ClientLog(logging.Handler):
+    """Log records as ``window/logMessage`` notifications with their level, so that an editor shows
+    levels as levels (VS Code shows every stderr line as an error); stdout still carries only the
+    protocol, as whole messages.
+
+    Records are formatted where the handler runs (the log thread); the event loop only writes the
+    framed messages, between the messages it handles, like any other notification. At most
+    ``MAX_PENDING`` wait for the loop; more are counted and reported as dropped. Before the loop
+    serves a client, and after writing to it failed, records go to ``fallback`` (stderr).
+    """
+
+    MAX_PENDING = 2000
+
+    def __init__(self, fallback: logging.Handler) -> None:
+        super().__init__()
+        self.fallback = fallback
+        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
+        self._guard = threading.Lock()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._loop_thread = 0
+        self._write: Callable[[bytes], None] | None = None
+        self._pending: deque[tuple[int, str]] = deque()
+        self._scheduled = False
+        self._dropped = 0
+
+    def attach(self, write: Callable[[bytes], None]) -> None:
+        """Send records through ``write`` (a whole framed message a call); call on the serving loop."""
+        with self._guard:
+            self._loop = asyncio.get_running_loop()
+            self._loop_thread = threading.get_ident()
+            self._write = write
+
+    @property
+    def attached(self) -> bool:
+        """Whether records go to the client."""
+        return self._write is not None
+
+    def emit(self, record: logging.LogRecord) -> None:
+        """Queue the record for the loop (or hand it to the fallback when no client is served)."""
+        if self._write is None:
+            self.fallback.handle(record)
+            return
+        try:
+            text = self.format(record)
+        except Exception:
+            self.handleError(record)
+            return
+        with self._guard:
+            if len(self._pending) >= self.MAX_PENDING:
+                self._dropped += 1
+                return
+            self._pending.append((log_message_type(record.levelno), text))
+            if self._scheduled or self._loop is None:
+                return
+            self._scheduled = True
+            loop = self._loop
+        try:
+            loop.call_soon_threadsafe(self._send)
+        except RuntimeError:  # the loop has closed: flush() writes what waits
+            pass
+
+    def _send(self) -> None:
+        """Write every waiting record (on the loop, or at exit)."""
+        with self._guard:
+            items = list(self._pending)
+            self._pending.clear()
+            self._scheduled = False
+            dropped, self._dropped = self._dropped, 0
+            write = self._write
+        if dropped:
+            items.append(
+                (int(types.MessageType.Warning), f"{__name__}: {dropped} log lines dropped (the client lagged)")
+            )
+        if write is None:
+            return
+        for kind, text in items:
+            try:
+                write(encode({"jsonrpc": "2.0", "method": LOG_METHOD, "params": {"type": kind, "message": text}}))
+            except (OSError, ValueError):  # the client is gone: the rest goes to stderr
+                self._write = None
+                return
+
+    def flush(self) -> None:
+        """Write what waits when the loop cannot any more (``logging.shutdown`` at exit calls this)."""
+        loop = self._loop
+        if threading.get_ident() == self._loop_thread or loop is None or not loop.is_running():
+            self._send()
+
+
 class SuggestProtocol(LanguageServerProtocol):
     """The base protocol, hardened: every request gets exactly one answer and bad input is survived.
 
@@ -200,6 +305,8 @@ class SuggestProtocol(LanguageServerProtocol):
         self.input_pending: Callable[[], bool] | None = None
         self._deferred: list[tuple[Any, Any]] = []
         self._deferrals: dict[Any, int] = {}
+        # What a client can repeat without end is logged a few lines per template and window.
+        self.faults = LogLimiter(log)
 
     # ----- bytes in -----
     def receive(self, body: bytes) -> None:
@@ -218,18 +325,18 @@ class SuggestProtocol(LanguageServerProtocol):
         try:
             obj, warning = decode_body(body)
         except BodyError as exc:
-            log.warning("message of %d bytes not parsed: %s", len(body), exc)
+            self.faults.warning("message of %d bytes not parsed: %s", len(body), exc)
             self._answer_error(None, PARSE_ERROR, f"parse error: {exc}")
             if self.token and not self.authenticated:
                 raise Unauthorized from exc
             return
         if warning:
-            log.warning("message of %d bytes: %s", len(body), warning)
+            self.faults.warning("message of %d bytes: %s", len(body), warning)
         why = check_message(obj)
         if self.token and not self.authenticated:
             self._authenticate(obj if isinstance(obj, dict) and not why else {})
         if why:
-            log.warning("invalid message: %s", why)
+            self.faults.warning("invalid message: %s", why)
             if not (isinstance(obj, dict) and "method" not in obj and valid_id(obj.get("id"))):
                 self._answer_error(request_id(obj), INVALID_REQUEST, f"invalid request: {why}")
             return
@@ -246,12 +353,12 @@ class SuggestProtocol(LanguageServerProtocol):
                 return
         message = self.structure_message(obj)
         if msg_id is not None and not isinstance(message, _Rejected) and not hasattr(message, "id"):
-            log.warning("%s is a notification but came with an id", obj["method"])
+            self.faults.warning("%s is a notification but came with an id", obj["method"])
             self._answer_error(msg_id, INVALID_REQUEST, f"{obj['method']} is a notification, not a request")
             return
         cancel_id = getattr(getattr(message, "params", None), "id", None)
         if obj.get("method") == types.CANCEL_REQUEST and not isinstance(message, _Rejected) and not valid_id(cancel_id):
-            log.warning("$/cancelRequest without a valid id dropped")
+            self.faults.warning("$/cancelRequest without a valid id dropped")
             return
         if obj.get("method") == types.INITIALIZE and not isinstance(message, _Rejected):
             self.initialized = True
@@ -280,16 +387,16 @@ class SuggestProtocol(LanguageServerProtocol):
             return True
         msg_id = request_id(obj)
         if self.shutting_down:
-            log.warning("%s after shutdown refused", method)
+            self.faults.warning("%s after shutdown refused", method)
             if msg_id is not None:
                 self._answer_error(msg_id, INVALID_REQUEST, "the server is shutting down")
             return False
         if method == types.INITIALIZE and self.initialized:
-            log.warning("second initialize refused")
+            self.faults.warning("second initialize refused")
             self._answer_error(msg_id, INVALID_REQUEST, "already initialized")
             return False
         if method != types.INITIALIZE and not self.initialized:
-            log.warning("%s before initialize refused", method)
+            self.faults.warning("%s before initialize refused", method)
             if msg_id is not None:
                 self._answer_error(msg_id, SERVER_NOT_INITIALIZED, "the server is not initialized")
             return False
@@ -375,7 +482,7 @@ class SuggestProtocol(LanguageServerProtocol):
                 except Exception:
                     pass
             if method is None:
-                log.warning("response to %r not understood: %s", data.get("id"), detail)
+                self.faults.warning("response to %r not understood: %s", data.get("id"), detail)
                 return None
             if "id" in data:
                 return _Rejected(data["id"], str(method), JsonRpcInvalidParams(f"invalid params: {detail}"))
@@ -386,12 +493,12 @@ class SuggestProtocol(LanguageServerProtocol):
         if message is None:
             return
         if isinstance(message, _Rejected):
-            log.warning("invalid params for %s (id %r): %s", message.method, message.id, message.error.message)
+            self.faults.warning("invalid params for %s (id %r): %s", message.method, message.id, message.error.message)
             self.answered_errors += 1
             self._send_response(message.id, error=message.error.to_response_error())
             return
         if isinstance(message, _RejectedNotification):
-            log.warning("%s with invalid params dropped: %s", message.method, message.detail)
+            self.faults.warning("%s with invalid params dropped: %s", message.method, message.detail)
             self._server.rejected_notification(message.method, message.params)  # type: ignore[attr-defined]
             return
         if type(message) is types.InlineCompletionRequest and not self._shutdown and message.jsonrpc == "2.0":
@@ -431,6 +538,7 @@ class SuggestServer(LanguageServer):
     """Holds the documents, the settings and the completer; converts LSP types to plain data."""
 
     protocol: SuggestProtocol
+    auth_timeout_s = AUTH_TIMEOUT_S  # a TCP client that must authenticate speaks within this (tests shorten it)
 
     def __init__(self, model_override: str = "") -> None:
         super().__init__("suggest-ls", __version__, protocol_cls=SuggestProtocol)
@@ -443,6 +551,8 @@ class SuggestServer(LanguageServer):
         self._load_task: asyncio.Future[Any] | None = None
         self._watch_task: asyncio.Future[None] | None = None
         self._warm_timers: dict[str, asyncio.TimerHandle] = {}
+        self.client_log: ClientLog | None = None  # set when the log goes to the stdio client
+        self._exiting = False
 
     # ----- transports and process lifecycle -----
     def start_io(self, stdin: Any = None, stdout: Any = None) -> None:
@@ -462,6 +572,9 @@ class SuggestServer(LanguageServer):
 
     async def _serve_stdio(self, stdin: Any) -> None:
         """Serve stdin: read by the event loop itself when it is a pipe or socket, else by a thread."""
+        writer = self.protocol.writer
+        if self.client_log is not None and isinstance(writer, _PipeWriter):
+            self.client_log.attach(writer.write_or_raise)
         pipe = await _pipe_reader(stdin)
         if pipe is None:
             await self._serve_stream(lambda: _thread_reader(stdin))
@@ -485,10 +598,11 @@ class SuggestServer(LanguageServer):
                 return
             for item in parser.feed(data):
                 if isinstance(item, FrameError):
-                    log.warning("malformed input: %s", item.reason)
+                    self.protocol.faults.warning("malformed input: %s", item.reason)
                 else:
                     self.protocol.receive(item.body)
             self.protocol.send_deferred()
+            self.protocol.faults.flush()
 
     def start_tcp(self, host: str, port: int, token: str = "") -> None:
         """Serve one client session over TCP; with a token, ``initialize`` must present it."""
@@ -518,7 +632,7 @@ class SuggestServer(LanguageServer):
             self.protocol.set_writer(writer)  # type: ignore[arg-type]
             log.info("client connected from %s", peer)
             try:
-                await self._serve_stream(lambda: _stream_reader(reader, self.protocol, AUTH_TIMEOUT_S))
+                await self._serve_stream(lambda: _stream_reader(reader, self.protocol, self.auth_timeout_s))
             except Unauthorized:
                 log.warning("connection from %s closed: not authenticated", peer)
             except (ConnectionError, TimeoutError) as exc:
@@ -543,6 +657,10 @@ class SuggestServer(LanguageServer):
 
     def terminate(self, code: int) -> NoReturn:
         """End the process now: stop the engine without waiting for a decode step, flush the log, exit."""
+        if self._exiting:  # a failure while flushing the log: it is over already
+            os._exit(code)
+        self._exiting = True
+        self.protocol.faults.flush(everything=True)
         log.info("exiting with code %d", code)
         if self.engine is not None:
             self.engine.close(timeout=0.2)
@@ -558,7 +676,7 @@ class SuggestServer(LanguageServer):
         doc = self.documents.get(uri) if isinstance(uri, str) else None
         if doc is not None:
             doc.out_of_sync = "an edit with invalid parameters was dropped"
-            log.warning("%s is out of sync until it is reopened or fully replaced", uri)
+            self.protocol.faults.warning("%s is out of sync until it is reopened or fully replaced", uri)
 
     # ----- model lifecycle, state and status (the work is in suggest_ls.ops) -----
     @property
@@ -778,7 +896,7 @@ class SuggestServer(LanguageServer):
         None for the whole text, and the new text."""
         doc = self.documents.get(uri)
         if doc is None:
-            log.warning("didChange for a document that is not open: %s", uri)
+            self.protocol.faults.warning("didChange for a document that is not open: %s", uri)
             return
         single = len(changes) == 1
         warm_at = -1
@@ -796,7 +914,9 @@ class SuggestServer(LanguageServer):
                     warm_at = a + len(text)
             except PositionError as exc:
                 doc.out_of_sync = f"impossible edit: {exc}"
-                log.warning("%s is out of sync until it is reopened or fully replaced: %s", doc.uri, exc)
+                self.protocol.faults.warning(
+                    "%s is out of sync until it is reopened or fully replaced: %s", doc.uri, exc
+                )
         doc.version = version
         if warm_at >= 0:
             self.schedule_warm(uri, warm_at, WARM_EDIT_S)
@@ -1045,6 +1165,10 @@ class _PipeWriter(StdoutWriter):
         except BrokenPipeError:
             self._gone()
 
+    def write_or_raise(self, data: bytes) -> None:
+        """Write one message; a closed pipe raises (for the log, which then writes to stderr)."""
+        super().write(data)
+
 
 class _PipeInput(asyncio.Protocol):
     """stdin as the event loop reads it (no thread hand-off per chunk); it also tells whether input is
@@ -1160,4 +1284,4 @@ def _stream_reader(
     return read
 
 
-__all__ = ["SECTION", "SuggestServer", "create_server"]
+__all__ = ["SECTION", "ClientLog", "SuggestServer", "create_server"]

@@ -124,15 +124,26 @@ async def test_cancelled_request_gets_the_cancel_error(client: LanguageClient):
 
 
 async def test_stale_version_is_never_returned(client: LanguageClient):
+    # the same text in another document gets a suggestion: the stale one would have had one too
+    open_doc(client, "file:///tmp/fresh.py", FUNC)
+    assert len((await inline(client, "file:///tmp/fresh.py", 1, 11)).items) == 1
+    # a long debounce keeps the request in the server while the document changes under it
+    client.workspace_did_change_configuration(
+        types.DidChangeConfigurationParams(settings={"suggestLs": {"debounceMs": 1500}})
+    )
     uri = "file:///tmp/stale.py"
     open_doc(client, uri, FUNC)
     task = asyncio.ensure_future(inline(client, uri, 1, 11))
+    # messages are handled in order: once this is answered, the request was read at version 1
+    await get_status(client)
+    assert not task.done()
+    # an edit away from the cursor (line 0): nothing but the version tells the answer is stale
     client.text_document_did_change(
         types.DidChangeTextDocumentParams(
             text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=2),
             content_changes=[
                 types.TextDocumentContentChangePartial(
-                    range=types.Range(types.Position(1, 11), types.Position(1, 11)), text="a"
+                    range=types.Range(types.Position(0, 14), types.Position(0, 14)), text="  # sum"
                 )
             ],
         )

@@ -79,10 +79,12 @@ def test_ghost_text_from_the_real_server(session: dict[str, Any]) -> None:
     assert ghost["hl"] == "ComplHint"
     assert (ghost["row"], ghost["col"]) == (1, len(session["typed_line"]))
     assert ghost["text"].strip()
-    # the suggestion came from the model: the server counted it as shown
-    # (at once, or as a line finished after 'line still being written' and fetched on suggest/refresh)
+    # the suggestion came from the model: the server counted it as shown, or (a slow machine: no
+    # whole word by the line deadline) the line was finished after the answer and came from the cache
     outcomes = session["raw_status"]["outcomes"]
-    assert outcomes.get("shown", 0) + outcomes.get("line finished", 0) >= 1, outcomes
+    assert outcomes.get("shown", 0) >= 1 or (outcomes.get("line finished", 0) >= 1 and outcomes.get("cache", 0) >= 1), (
+        outcomes
+    )
     assert session["raw_status"]["model"].endswith(".gguf")
 
 

@@ -74,17 +74,57 @@ def metrics() -> dict[str, float]:
     return out
 
 
-async def test_status_reports_every_field_and_no_gpu_without_nvml(client: LanguageClient):
+def _type(client: LanguageClient, uri: str, version: int, line: int, character: int, text: str) -> None:
+    client.text_document_did_change(
+        types.DidChangeTextDocumentParams(
+            text_document=types.VersionedTextDocumentIdentifier(uri=uri, version=version),
+            content_changes=[
+                types.TextDocumentContentChangePartial(
+                    range=types.Range(types.Position(line, character), types.Position(line, character)), text=text
+                )
+            ],
+        )
+    )
+
+
+async def test_status_reports_every_field_and_the_gpu_as_nvml_sees_it(client: LanguageClient):
     current = await status(client)
     assert STATUS_FIELDS <= set(current)
     assert current["state"] == "ready" and current["loaded"] is True
+    assert current["reason"].startswith(current["model"])
     assert current["model"] == "gemma-3-270m-q4_k_m.gguf" and "Q4_K" in current["quantization"]
-    if gpu_memory() is None:
+    assert current["layers"] > 1 and 0 <= current["gpuLayers"] <= current["layers"]
+    gpu = gpu_memory()
+    if gpu is None:
         assert current["gpu"] == "no GPU" and current["gpuMemUsed"] == "no GPU"
-        assert current["device"] == "CPU"
+        assert current["device"] == "CPU" and current["gpuLayers"] == 0
+    else:
+        view = current["gpu"]
+        assert view["name"] == gpu.name and view["totalBytes"] == gpu.total
+        assert 0 < view["usedBytes"] <= view["totalBytes"]
+        assert view["fraction"] == round(view["usedBytes"] / view["totalBytes"], 3)
+        assert current["gpuMemUsed"] == view["used"] and view["used"].endswith("GB")
     assert current["threads"] >= 1
     assert set(current["latency"]) >= {"p50_ms", "p99_ms"}
     assert any(s["state"] == "ready" for s in client.statuses)  # didChangeStatus was sent
+
+
+async def test_requests_cache_hits_and_speed_are_counted(client: LanguageClient):
+    before = await status(client)
+    uri = "file:///tmp/counted.py"
+    open_doc(client, uri, FUNC)
+    shown = (await inline(client, uri, 1, 11)).items
+    assert len(shown) == 1 and isinstance(shown[0].insert_text, str) and len(shown[0].insert_text) >= 2
+    text = shown[0].insert_text
+    _type(client, uri, 2, 1, 11, text[0])  # type the suggestion's first character: the cache answers
+    hit = (await inline(client, uri, 1, 12)).items
+    assert len(hit) == 1 and hit[0].insert_text == text[1:]
+    after = await wait_for(client, lambda s: s["requests"] >= before["requests"] + 2)
+    assert after["requests"] == before["requests"] + 2
+    assert after["cacheHits"] == before["cacheHits"] + 1
+    assert after["latency"]["count"] == before["latency"]["count"] + 2
+    assert after["tokensPerSecond"] > 0  # a generation ran within the last 10 seconds
+    assert after["recentReasons"] == before["recentReasons"]  # both were shown: no new reason
 
 
 async def test_health_and_metrics_over_http(client: LanguageClient):
@@ -96,13 +136,15 @@ async def test_health_and_metrics_over_http(client: LanguageClient):
     assert code == 200 and ctype == "application/json"
     assert list(health)[:3] == ["status", "gpu_mem_used", "current_tps"]
     assert health["status"] == "ok" and health["state"] == "ready"
-    assert isinstance(health["current_tps"], float)
+    assert isinstance(health["current_tps"], float) and health["current_tps"] > 0  # generated just now
+    current = await status(client)
+    assert health["gpu_mem_used"] == current["gpuMemUsed"]
     assert health["gpu_mem_used"] == "no GPU" or health["gpu_mem_used"].endswith("GB")
-    assert health["requests"] >= 1 and health["latency"]["count"] >= 1
+    assert health["requests"] == current["requests"] and health["latency"]["count"] >= 1
     samples = metrics()
     assert samples["suggest_ls_state{suggest_ls_state=ready}"] == 1.0
     assert samples["suggest_ls_state{suggest_ls_state=degraded}"] == 0.0
-    assert samples["suggest_ls_requests_total{result=shown}"] >= 1
+    assert samples["suggest_ls_requests_total{result=shown}"] == current["outcomes"]["shown"]
     assert samples["suggest_ls_request_latency_seconds_count"] >= 1
     assert samples["suggest_ls_tokens_total{kind=generated}"] >= 1
     assert samples["suggest_ls_model_loaded"] == 1.0

@@ -86,13 +86,16 @@ async def test_swap_under_load_answers_every_request(client: LanguageClient, qua
     failed = [a for a in answers if not a[2]]
     assert failed == [], f"{len(failed)} of {len(answers)} requests got no suggestion"
     during = [a for a in answers if a[1] >= before_swap and a[0] <= after_swap]
-    assert during, "no request was answered while the new model loaded"
+    # asked and answered while the new model loaded: a stop-the-world reload leaves none
+    inside = [a for a in answers if a[0] >= before_swap and a[1] <= after_swap and a[2]]
+    assert inside, "no request was both asked and answered while the new model loaded"
     gap = longest_gap(answers, before_swap, after_swap + 1.0)
     baseline = longest_gap(answers, answers[0][0], before_swap)
     figures = {
         "swap_s": round(after_swap - before_swap, 3),
         "requests": len(answers),
         "answered_during_swap": len(during),
+        "asked_and_answered_during_swap": len(inside),
         "longest_gap_s": round(gap, 3),
         "longest_gap_before_swap_s": round(baseline, 3),
         "load_and_smoke_ms": reply["ms"],
@@ -100,8 +103,8 @@ async def test_swap_under_load_answers_every_request(client: LanguageClient, qua
     print("swap figures:", json.dumps(figures))
     if RESULTS:
         RESULTS.write_text(json.dumps(figures, indent=2))
-    # A stop-the-world reload would leave a gap of at least the load + smoke time.
-    assert gap < reply["ms"] / 1000, figures
+    # The gap figures are a benchmark (printed above, and in SUGGEST_LS_SWAP_JSON when set), not asserted: on
+    # a shared machine any request may stall for a while.
     current = await status(client)
     assert current["model"] == q4.name and "Q4_0" in current["quantization"]
     assert current["swaps"] == 1 and current["swap"]["phase"] == "done"

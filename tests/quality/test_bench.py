@@ -85,12 +85,30 @@ def test_a_small_run_through_the_real_server(tmp_path, capsys):
     report = json.loads(out.read_text())
     single = report["sets"]["single"]
     assert set(single) == {"pipeline", "raw"}
-    for figures in single.values():
-        assert figures["tasks"] == 2
-        assert 0 <= figures["pass@1"] <= figures["shown"] <= 100
     tasks = report["tasks"]["single"]
     assert [t["task"] for t in tasks] == ["HumanEval/0/0", "HumanEval/78/1"]
-    assert all("passed" in t["pipeline"] and "reason" in t["pipeline"] for t in tasks)
+    for arm, figures in single.items():
+        # the figures are the per-task outcomes summed up
+        rows = [t[arm] for t in tasks]
+        assert figures["tasks"] == len(rows) == 2
+        assert figures["passed"] == sum(r["passed"] for r in rows)
+        assert figures["pass@1"] == round(100 * figures["passed"] / 2, 2)
+        assert figures["shown"] == round(100 * sum(r["shown"] for r in rows) / 2, 2)
+        assert figures["exact"] == round(100 * sum(r["exact"] for r in rows) / 2, 2)
+        assert figures["latency_ms"]["n"] == 2
+        for r in rows:
+            assert not r["passed"] or (r["shown"] and r["text"]), (arm, r)  # only shown text can pass
+            assert not r["exact"] or r["passed"], (arm, r)  # the canonical line passes its tests
+            assert r["shown"] or r["reason"], (arm, r)  # an empty answer says why
+            assert r["ms"] >= 0
+        not_shown = sum(not r["shown"] for r in rows)
+        assert sum(figures["not_shown"].values()) == not_shown
     assert all(0 <= t["pipeline"]["confidence"] <= 1 for t in tasks if t["pipeline"]["shown"])
+    out = capsys.readouterr().out
+    if single["raw"]["pass@1"]:
+        ratio = single["pipeline"]["pass@1"] / single["raw"]["pass@1"]
+        assert f"single: pipeline/raw pass@1 = {ratio:.2f}" in out
+    else:
+        assert "pipeline/raw pass@1" not in out
     assert (tmp_path / "quality.png").stat().st_size > 1000
     assert "pipeline/raw pass@1" in capsys.readouterr().out or single["raw"]["pass@1"] == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
@@ -119,10 +120,59 @@ async def test_rerank_samples_and_scores_candidates(engine):
     samples = [j for j in backend.jobs if j.temperature > 0]
     scores = [j for j in backend.jobs if j.score_from >= 0]
     assert len(samples) == 3 and len({j.seed for j in samples}) == 3
-    if got.text:  # scoring happens only when the samples disagree
-        assert all(j.max_tokens == 0 and j.prompt.endswith("\n    return result\n") for j in scores)
+    # scoring happens only when the samples disagree: none, or one job per distinct candidate
+    assert len(scores) != 1
+    assert len({j.prompt for j in scores}) == len(scores)
+    assert all(j.max_tokens == 0 and j.prompt.endswith("\n    return result\n") for j in scores)
     assert got.record is not None and got.record.rerank_jobs == len(samples) + len(scores)
     assert got.record.rerank_tokens >= len(samples)  # each sample generated at least one token
+
+
+class Scripted:
+    """An engine that writes given lines: the greedy one, then one per sample seed; scores by the line."""
+
+    def __init__(self, greedy: str, samples: dict[int, str], scores: dict[str, float]) -> None:
+        self.greedy, self.samples, self.scores = greedy, samples, scores
+        self.jobs: list[GenRequest] = []
+
+    def submit(self, req: GenRequest, done: Callable[[GenResult], None]):  # type: ignore[no-untyped-def]
+        self.jobs.append(req)
+        if req.score_from >= 0:
+            line = req.prompt[req.score_from :].split("\n", 1)[0]
+            result = GenResult("", "done", score=self.scores[line], scored_tokens=5, evaluated_tokens=5)
+        else:
+            line = self.samples[req.seed] if req.temperature > 0 else self.greedy
+            result = GenResult(line + "\n", "done", generated_tokens=3, evaluated_tokens=1)
+        done(result)
+        return FakeJob()
+
+    def expect(self, delta: int) -> None:
+        pass
+
+
+class FakeJob:
+    def __init__(self) -> None:
+        self.cancel = threading.Event()
+
+
+async def test_rerank_keeps_the_best_scored_candidate_with_its_share_of_votes():
+    a, b = "print(result)", "result *= 2"
+    backend = Scripted(greedy=a, samples={1: b, 2: a, 3: a}, scores={a: -9.0, b: -3.0})
+    s, _ = resolve({"temperature": 0, "debounceMs": 0, "candidates": 3})
+    c = Completer(backend, FAMILIES["plain"], s)
+    got = await c.complete(request(AREA, AREA.index("\n    return"), manual=True))
+    scored = [j for j in backend.jobs if j.score_from >= 0]
+    # one scoring job per distinct candidate, each on the candidate and the lines after the cursor
+    assert sorted(j.prompt[j.score_from :] for j in scored) == sorted(f"{line}\n    return result\n" for line in (a, b))
+    assert got.text == b  # the likelier continuation wins over the more frequent one
+    assert got.record is not None and got.record.confidence == 0.25  # 1 of 4 (greedy and 3 samples)
+    assert got.record.rerank_jobs == 3 + 2
+    # samples that all agree with the greedy line are not scored
+    agree = Scripted(greedy=a, samples={1: a, 2: a, 3: a}, scores={})
+    c = Completer(agree, FAMILIES["plain"], s)
+    got = await c.complete(request(AREA, AREA.index("\n    return"), manual=True))
+    assert got.text == a and got.record is not None and got.record.confidence == 1.0
+    assert [j for j in agree.jobs if j.score_from >= 0] == []
 
 
 def test_engine_scores_likely_continuations_higher(engine):

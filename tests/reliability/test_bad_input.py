@@ -293,8 +293,15 @@ def test_every_request_answered_once_and_no_document_text_in_the_log(server):
     assert MARKER not in log
     assert "Traceback" not in log
     # reasons are counted without their numbers: the counters stay bounded over a long session
+    before = server.result("suggest/status", {})["outcomes"]
+    uri = "file:///tmp/numbers.py"
+    server.open(uri, f"# {MARKER}\nx = 1\n")
+    for line, character in ((40, 0), (41, 3), (1, 99), (1, 120)):
+        assert server.inline(uri, line, character)["result"]["items"] == []
     outcomes = server.result("suggest/status", {})["outcomes"]
-    assert "stale" in outcomes or "line N past end" in outcomes, outcomes
+    assert outcomes.get("line N past end", 0) - before.get("line N past end", 0) == 2, outcomes
+    key = "character N past end of line N"
+    assert outcomes.get(key, 0) - before.get(key, 0) == 2, outcomes
     assert not [k for k in outcomes if any(ch.isdigit() for ch in k)], outcomes
 
 

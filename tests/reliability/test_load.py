@@ -11,6 +11,8 @@ import asyncio
 import json
 from typing import Any
 
+import pytest
+
 from suggest_ls.completer import Completer, CompletionRequest
 from suggest_ls.engine import Engine
 from suggest_ls.prompt import ModelInfo, detect_template
@@ -58,9 +60,17 @@ async def test_a_cancelled_request_leaves_no_engine_job_running(engine):
     assert running == []
 
 
-def test_keystrokes_leave_nothing_behind_in_the_protocol():
-    """pygls keeps the future of every notification it runs as a generator; ours are not generators."""
-    from suggest_ls.server import create_server
+@pytest.mark.parametrize("path", ["fast", "typed"])
+def test_keystrokes_leave_nothing_behind_in_the_protocol(path, monkeypatch):
+    """pygls keeps the future of every notification it runs as a generator; ours are not generators.
+
+    Well-formed didChange takes a fast path past pygls; the typed path (every didChange the fast path
+    does not take, and every didOpen/didClose) goes through pygls' dispatch, where the leak was.
+    """
+    from suggest_ls import server as server_module
+
+    if path == "typed":
+        monkeypatch.setattr(server_module, "_plain_change", lambda params: None)
 
     class Sink:
         def write(self, data: bytes) -> None:
@@ -69,7 +79,7 @@ def test_keystrokes_leave_nothing_behind_in_the_protocol():
         def close(self) -> None:
             pass
 
-    server = create_server()
+    server = server_module.create_server()
     protocol = server.protocol
     protocol.set_writer(Sink())
 
@@ -89,4 +99,10 @@ def test_keystrokes_leave_nothing_behind_in_the_protocol():
             }
         )
     assert server.documents[item["uri"]].text == "x" * 500
+    assert server.documents[item["uri"]].version == 501
+    for i in range(200):
+        other = {**item, "uri": f"file:///o{i}.py"}
+        send({"method": "textDocument/didOpen", "params": {"textDocument": other}})
+        send({"method": "textDocument/didClose", "params": {"textDocument": {"uri": other["uri"]}}})
+    assert list(server.documents) == [item["uri"]]
     assert len(protocol._request_futures) - before < 5

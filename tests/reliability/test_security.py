@@ -203,3 +203,79 @@ def test_a_non_loopback_bind_requires_the_token_in_initialize(tmp_path):
     finally:
         proc.kill()
         proc.wait()
+
+
+def test_the_health_endpoint_binds_loopback_by_default():
+    from suggest_ls.bench.rawlsp import RawServer
+
+    port = _free_port()
+    srv = RawServer(("--health-port", str(port)))  # a port alone: no host given
+    try:
+        deadline = time.monotonic() + 30
+        listening: list = []
+        while time.monotonic() < deadline:
+            conns = psutil.Process(srv.proc.pid).net_connections(kind="inet")
+            listening = [c for c in conns if c.status == "LISTEN"]
+            if listening:
+                break
+            time.sleep(0.05)
+        assert [(c.laddr.ip, c.laddr.port) for c in listening] == [("127.0.0.1", port)]
+    finally:
+        srv.kill()
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+def test_the_authentication_timeout_is_ten_seconds_by_default():
+    from suggest_ls.server import AUTH_TIMEOUT_S, create_server
+
+    assert AUTH_TIMEOUT_S == 10.0
+    assert create_server().auth_timeout_s == AUTH_TIMEOUT_S
+
+
+async def test_a_client_that_does_not_authenticate_in_time_is_disconnected(caplog):
+    import asyncio
+    import logging
+
+    from suggest_ls.server import create_server
+
+    server = create_server()
+    server.auth_timeout_s = 0.5  # the same path as the 10 s default, shorter
+    bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
+    serving = asyncio.ensure_future(server._serve_tcp("127.0.0.1", 0, TOKEN, ready=bound.set_result))
+    try:
+        port = await asyncio.wait_for(bound, 10)
+        with caplog.at_level(logging.INFO, logger="suggest_ls.server"):
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            started = time.perf_counter()
+            assert await asyncio.wait_for(reader.read(100), 10) == b""  # closed by the server, not by us
+            waited = time.perf_counter() - started
+            writer.close()
+            assert 0.4 <= waited < 5, waited
+            assert "not authenticated" in caplog.text
+            # a client that presents the token in time stays connected past the timeout
+            reader, writer = await asyncio.open_connection("127.0.0.1", port)
+            writer.write(encode({"jsonrpc": "2.0", "id": 1, "method": "initialize", "params": init_params(TOKEN)}))
+            parser = FrameParser()
+            got: list = []
+            while not got:
+                data = await asyncio.wait_for(reader.read(1 << 16), 10)
+                assert data, "connection closed"
+                got = [f for f in parser.feed(data) if isinstance(f, Frame)]
+            assert "capabilities" in json.loads(got[0].body)["result"]
+            await asyncio.sleep(1.0)  # twice the timeout
+            writer.write(encode({"jsonrpc": "2.0", "id": 2, "method": "suggest/status", "params": {}}))
+            got = []
+            while not got:
+                data = await asyncio.wait_for(reader.read(1 << 16), 10)
+                assert data, "an authenticated client was disconnected"
+                got = [f for f in parser.feed(data) if isinstance(f, Frame) and json.loads(f.body).get("id") == 2]
+            writer.close()
+    finally:
+        serving.cancel()
+        if server.engine is not None:
+            server.engine.close()

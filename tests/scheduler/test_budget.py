@@ -85,8 +85,9 @@ async def test_only_blocks_while_typing_get_the_budget(engine, text, manual, bud
     assert backend.jobs[0].budget_ms == budget
 
 
-async def eventually(check: Callable[[], object], seconds: float = 10.0) -> None:
-    """Wait until ``check()`` holds (a line goes on after its first words are answered)."""
+async def eventually(check: Callable[[], object], seconds: float = 120.0) -> None:
+    """Wait until ``check()`` holds (a line goes on after its first words are answered); the bound is
+    generous: on a shared machine under load a line of ~60 tokens took longer than 10 s."""
     for _ in range(int(seconds / 0.025)):
         if check():
             return
@@ -200,12 +201,12 @@ async def test_a_line_adopted_by_the_next_keystroke_and_answered_early_is_still_
     c, backend, _ = budget_completer(engine, 300)
     first = asyncio.ensure_future(c.complete(CompletionRequest(uri, 1, LIST, len(LIST), "python")))
     job = None
-    for _ in range(400):  # the model has written its first character
+    for _ in range(24000):  # the model has written its first character (generous: a loaded machine)
         await asyncio.sleep(0.005)
         job = c._docs[uri].job
         if job is not None and getattr(job, "text", lambda: "")().strip():
             break
-    assert job is not None
+    assert job is not None and job.text().strip(), "the model wrote nothing"  # type: ignore[attr-defined]
     char = job.text().lstrip()[0]  # type: ignore[attr-defined]
     typed = LIST + char
     second = await c.complete(CompletionRequest(uri, 2, typed, len(typed), "python"))

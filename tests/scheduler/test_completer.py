@@ -24,10 +24,12 @@ class FakeJob:
 class SlowEngine:
     """Answers after ``delay_s`` (or at once with 'cancelled' when cancelled); counts submissions."""
 
-    def __init__(self, delay_s: float = 0.5, text: str = "width * height") -> None:
+    def __init__(self, delay_s: float = 0.5, text: str = "width * height", notice_s: float = 0.05) -> None:
         self.delay_s = delay_s
         self.text = text
+        self.notice_s = notice_s
         self.submitted: list[GenRequest] = []
+        self.reported: list[GenResult] = []  # what the engine has answered so far
         self.expected = 0
 
     def submit(self, req: GenRequest, done: Callable[[GenResult], None]) -> FakeJob:
@@ -36,8 +38,10 @@ class SlowEngine:
 
         def work() -> None:
             cancelled = job.cancel.wait(self.delay_s)
-            time.sleep(0.05)  # the engine notices a cancel only at its next step
-            done(GenResult("", "cancelled") if cancelled else GenResult(self.text, "done", prompt_tokens=9))
+            time.sleep(self.notice_s)  # the engine notices a cancel only at its next step
+            result = GenResult("", "cancelled") if cancelled else GenResult(self.text, "done", prompt_tokens=9)
+            self.reported.append(result)
+            done(result)
 
         threading.Thread(target=work, daemon=True).start()
         return job
@@ -57,18 +61,21 @@ def req(version: int, text: str = FUNC, uri: str = "file:///a.py", manual: bool 
 
 
 async def test_a_newer_request_answers_the_older_one_at_once():
-    fake = SlowEngine(delay_s=2.0)
+    fake = SlowEngine(delay_s=30.0, notice_s=2.0)  # the engine takes 2 s to notice a cancel
     c = completer(fake, debounceMs=0)
     first = asyncio.ensure_future(c.complete(req(1)))
-    await asyncio.sleep(0.05)
-    t0 = time.perf_counter()
+    while not fake.submitted:
+        await asyncio.sleep(0.01)
     # an edit that is not typing ahead of the running job (a deletion), so it is not adopted
     second = asyncio.ensure_future(c.complete(req(2, FUNC[:-2])))
-    old = await first
-    assert (time.perf_counter() - t0) < 0.03  # not after the job stopped (≥ 50 ms here)
+    old = await asyncio.wait_for(first, 1.8)
+    assert fake.reported == []  # answered before the engine reported the job (not after it stopped)
     assert old.reason == "superseded" and not old.text
-    fake.delay_s = 0.0
-    await asyncio.sleep(0.2)
+    for _ in range(1000):
+        if len(fake.reported) >= 1:
+            break
+        await asyncio.sleep(0.01)
+    await asyncio.sleep(0.05)
     # the superseded request's record arrives once the engine reports its (cancelled) job
     outcomes = [r.outcome for r in c.recorder.recent()]
     assert "superseded" in outcomes

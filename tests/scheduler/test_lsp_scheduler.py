@@ -141,7 +141,7 @@ async def test_typing_in_one_of_two_documents_evaluates_only_new_tokens(tmp_path
                     "context": {"triggerKind": 2},
                 },
             )
-        for _ in range(200):  # records are written after the answers (a line answered early: when it ends)
+        for _ in range(2400):  # records are written after the answers (a line answered early: when it ends)
             runs = [r for r in records(trace) if r["uri"] == first.uri and r["version"] > 1 and r["prompt_tokens"] > 0]
             if runs:
                 break
@@ -172,7 +172,7 @@ async def test_first_words_then_refresh_then_the_whole_line(tmp_path, deadline, 
         first = (await client.request("textDocument/inlineCompletion", params, 60))["items"]
         assert bool(first) == (first_outcome == "shown")
         shown = first[0]["insertText"] if first else ""
-        for _ in range(600):
+        for _ in range(2400):  # generous: a loaded shared machine is slow
             if any(m == "suggest/refresh" for _, m, _ in client.notifications):
                 break
             await asyncio.sleep(0.05)
@@ -181,7 +181,7 @@ async def test_first_words_then_refresh_then_the_whole_line(tmp_path, deadline, 
         whole = (await client.request("textDocument/inlineCompletion", params, 60))["items"]
         assert whole and whole[0]["insertText"].startswith(shown)
         assert len(whole[0]["insertText"]) > len(shown)
-        for _ in range(100):  # the record is written once the answer is out
+        for _ in range(6000):  # the record is written once the answer is out
             outcomes = [(r["outcome"], r["early"]) for r in records(trace)]
             if len(outcomes) >= 3:
                 break

@@ -89,11 +89,15 @@ def test_a_50_mb_document_takes_edits_quickly():
     import time
 
     line = "x = compute(alpha, beta)  # 😀 comment\n"
-    doc = Document("u", line * (50_000_000 // len(line)))
+    text = line * (50_000_000 // len(line))
+    started = time.perf_counter()
+    doc = Document("u", text)  # indexes every line once
+    indexing = time.perf_counter() - started
     started = time.perf_counter()
     for i in range(20):
         doc.apply((1000 * i, 4), (1000 * i, 11), "recompute")
     per_edit = (time.perf_counter() - started) / 20
     assert doc.line(1) == line.rstrip("\n") and doc.line(19_000).startswith("x = recompute(")
     assert doc._starts[-1] == len(doc.text)
-    assert per_edit < 0.5, per_edit  # a full re-index would take seconds on 1.3 M lines
+    # an edit does not index the document again: a fraction of indexing it once (measured here)
+    assert per_edit < indexing / 4, (per_edit, indexing)

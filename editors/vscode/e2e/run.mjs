@@ -5,7 +5,7 @@
 // Environment: CODE_SERVER (bin), VSIX, PYTHON (with suggest-ls installed), CHROMIUM,
 // SCREENSHOT (PNG to write), RESULT (JSON to write). Run by scripts/editors-e2e.sh.
 import { spawn, execFileSync } from "node:child_process";
-import { mkdtempSync, mkdirSync, readFileSync, writeFileSync, readdirSync, statSync } from "node:fs";
+import { existsSync, mkdtempSync, mkdirSync, readFileSync, writeFileSync, readdirSync, statSync } from "node:fs";
 import { createServer } from "node:net";
 import { tmpdir } from "node:os";
 import { join } from "node:path";
@@ -72,17 +72,26 @@ const workspace = join(work, "workspace");
 mkdirSync(join(userData, "User"), { recursive: true });
 mkdirSync(workspace, { recursive: true });
 const file = join(workspace, "circle.py");
+const SERVER_LOG = join(work, "server.log");
+const serverLog = () => (existsSync(SERVER_LOG) ? readFileSync(SERVER_LOG, "utf8") : "");
 writeFileSync(file, SOURCE);
 // how to start the server is a machine setting: the remote (code-server) side holds it too
 mkdirSync(join(userData, "Machine"), { recursive: true });
-writeFileSync(join(userData, "Machine", "settings.json"), JSON.stringify({ "suggestLs.server.pythonPath": PYTHON }, null, 2));
+const serverArgs = ["--log-file", SERVER_LOG]; // read below: which answer the typed line got
+writeFileSync(
+  join(userData, "Machine", "settings.json"),
+  JSON.stringify({ "suggestLs.server.pythonPath": PYTHON, "suggestLs.server.args": serverArgs }, null, 2),
+);
 writeFileSync(
   join(userData, "User", "settings.json"),
   JSON.stringify(
     {
       "suggestLs.server.pythonPath": PYTHON,
+      "suggestLs.server.args": serverArgs,
       "suggestLs.temperature": 0,
       "suggestLs.debounceMs": 0,
+      "suggestLs.lineBudgetMs": 1,
+      "suggestLs.lineDeadlineMs": 0,
       "editor.inlineSuggest.enabled": true,
       "editor.quickSuggestions": { other: false, comments: false, strings: false },
       "editor.minimap.enabled": false,
@@ -208,18 +217,31 @@ try {
     });
   result.ghost = await until("ghost text", 180000, ghost, 100);
   step("ghost text shown", { ghost: result.ghost });
-  // a long line may first show its first words; the server's suggest/refresh brings the whole line
+  // A line may be answered with its first words (lineBudgetMs 1: as soon as one is written); the
+  // server then finishes it and sends suggest/refresh, the extension asks again and the ghost grows.
+  // Typing through an earlier suggestion may show the whole line at once instead: the server's log
+  // tells which answer the last version of the document got.
   result.firstGhost = result.ghost;
-  result.ghost = await until(
-    "a longer ghost text",
-    5000,
-    async () => {
-      const g = await ghost();
-      return g && g.length > result.firstGhost.length ? g : null;
-    },
-    100,
-  ).catch(() => result.firstGhost);
-  step("ghost text after refresh", { first: result.firstGhost, now: result.ghost, grew: result.ghost !== result.firstGhost });
+  const answers = [...serverLog().matchAll(/(first words|suggestion) for \S*circle\.py v(\d+)(?:: (\d+) chars)?/g)];
+  const last = Math.max(...answers.map((m) => Number(m[2])));
+  const early = answers.find((m) => Number(m[2]) === last && m[1] === "first words");
+  result.answeredEarly = Boolean(early);
+  if (early) {
+    const shownChars = Number(early[3] ?? result.firstGhost.length);
+    await until(`suggest/refresh for v${last} in the server log`, 30000, () =>
+      new RegExp(`suggest/refresh for \\S*circle\\.py v${last}\\b`).test(serverLog()),
+    );
+    result.ghost = await until(
+      `the ghost text to grow past the ${shownChars} characters of its first words`,
+      30000,
+      async () => {
+        const g = await ghost();
+        return g && g.replace(/\u00a0/g, " ").trimEnd().length > shownChars ? g : null;
+      },
+      100,
+    );
+  }
+  step("ghost text after refresh", { first: result.firstGhost, now: result.ghost, answeredEarly: result.answeredEarly });
   await new Promise((r) => setTimeout(r, 300));
   await page.screenshot({ path: SCREENSHOT });
   step("screenshot", { path: SCREENSHOT });
