@@ -792,6 +792,8 @@ class SuggestServer(LanguageServer):
             log.warning("%s", message)
             self.show("warning", f"suggest-ls: {message}")
         old, self.settings = self.settings, new
+        if new.log_level != old.log_level:
+            apply_log_level(new.log_level)
         self.ops.apply(old, new, started=self._load_task is not None)
 
     def status(self) -> dict[str, Any]:
@@ -1092,6 +1094,21 @@ def create_server(model_override: str = "") -> SuggestServer:
         ls.terminate(0 if ls.protocol.shutting_down else 1)
 
     return server
+
+
+_START_LEVEL: list[int] = []  # the root logger's level before the first logLevel setting (--log-level)
+
+
+def apply_log_level(level: str) -> None:
+    """The ``logLevel`` setting: the root logger's level ('' gives back the command line's)."""
+    root = logging.getLogger()
+    if not _START_LEVEL:
+        _START_LEVEL.append(root.level)
+    value = getattr(logging, level.upper(), None) if level else _START_LEVEL[0]
+    if isinstance(value, int):
+        root.setLevel(value)
+        logging.getLogger("pygls").setLevel(logging.DEBUG if value <= logging.DEBUG else logging.WARNING)
+        log.log(max(value, logging.INFO), "log level: %s", logging.getLevelName(value).lower())
 
 
 def _field(params: Any, name: str) -> Any:

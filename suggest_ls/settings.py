@@ -44,7 +44,7 @@ class Settings:
     prefetch: bool = False
     warm: bool = True
     idle_unload_s: int = 0
-    log_level: str = "info"
+    log_level: str = ""
     alerts: str = "auto"
     alert_min_tokens_per_second: float = 50.0
     alert_max_gpu_memory: float = 0.85
@@ -273,8 +273,9 @@ OPTIONS: tuple[Option, ...] = (
         "logLevel",
         "log_level",
         str,
-        "Log level: 'debug' also logs document text.",
-        choices=("debug", "info", "warning", "error"),
+        "Log level while serving; empty keeps the command line's --log-level. Document text is logged only "
+        "when the server was started with --log-level debug (a client cannot turn that on).",
+        choices=("", "debug", "info", "warning", "error"),
     ),
     Option(
         "alerts",
