@@ -16,7 +16,8 @@
                    `(python-mode . (,(getenv "SUGGEST_PYTHON") "-m" "suggest_ls" "--stdio"
                                     :initializationOptions (:suggestLs (:temperature 0 :debounceMs 0)))))
       (find-file (getenv "SUGGEST_FILE"))
-      (setq eglot-sync-connect 120 eglot-connect-timeout 120)
+      (setq eglot-sync-connect 120 eglot-connect-timeout 120
+            jsonrpc-default-request-timeout 120 eglot-request-timeout 120) ; the coder model on a busy CPU outlasts 10 s
       (apply (function eglot) (eglot--guess-contact))
       (let ((server (eglot-current-server)) (state nil) (tries 0))
         (while (and (not (equal state "ready")) (< tries 600))
