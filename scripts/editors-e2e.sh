@@ -3,7 +3,7 @@
 #   - VS Code extension: npm ci, tsc, eslint, unit tests, .vsix with @vscode/vsce (offline);
 #   - real VS Code: code-server 4.139.1 (~600 MB, cached in ~/.cache/suggest-ls/editors-e2e) with the
 #     .vsix installed, driven by Debian's chromium through puppeteer-core: type, ghost text from the
-#     real server on the embedded model, Tab accepts, the saved file is checked; screenshot kept;
+#     real server on the default (coder) model, Tab accepts, the saved file is checked; screenshot kept;
 #   - Neovim: tests/editors/test_nvim.py (also part of the normal suite);
 #   - Emacs 28 + eglot (Debian): the textDocument/completion fallback, tests/editors/emacs_check.py.
 # Needs root for apt-get (chromium, libkrb5-dev, emacs-nox, elpa-eglot) the first time. Cold: ~15 min (code-server install); warm: ~4 min.

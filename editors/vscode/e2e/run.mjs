@@ -136,9 +136,9 @@ try {
     ],
     { stdio: ["ignore", "pipe", "pipe"], detached: true, env: csEnv },
   );
-  let serverLog = "";
-  codeServer.stdout.on("data", (d) => (serverLog += d));
-  codeServer.stderr.on("data", (d) => (serverLog += d));
+  let codeServerOutput = "";
+  codeServer.stdout.on("data", (d) => (codeServerOutput += d));
+  codeServer.stderr.on("data", (d) => (codeServerOutput += d));
   const base = `http://127.0.0.1:${port}`;
   await until("code-server /healthz", 60000, async () => {
     try {
@@ -181,7 +181,7 @@ try {
   result.statusReady = await until("status bar: ready with the model", 180000, async () => {
     const t = await statusText();
     if (t && /suggest-ls: error/.test(t)) throw new Error(`the extension reports an error: ${t}`);
-    return t && /gemma/i.test(t) ? t : null;
+    return t && /qwen|gemma/i.test(t) ? t : null; // the coder model (default) or the small one
   });
   step("status bar ready", { text: result.statusReady });
 
