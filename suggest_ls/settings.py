@@ -75,7 +75,8 @@ OPTIONS: tuple[Option, ...] = (
         "model",
         "model",
         str,
-        "Path to a GGUF model; empty picks SUGGEST_LS_MODEL, models/*.gguf, then the embedded default. "
+        "Path to a GGUF model, or a preset: 'coder' (Qwen2.5-Coder-1.5B) or 'small' (Gemma 3 270M); empty picks "
+        "SUGGEST_LS_MODEL, models/*.gguf, then the coder model when installed, else the small one. "
         "Changing it swaps models without a gap. With backend 'openai': the model name sent (empty: the server's first).",
     ),
     Option(
