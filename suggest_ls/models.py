@@ -241,15 +241,11 @@ def embedded_model_path() -> Path:
             "pip install suggest-ls again or set `model`"
         ) from exc
     target = cache_dir() / "models" / pkg.MODEL_NAME
-    stamp = target.with_suffix(".verified")
-    if target.exists() and stamp.exists():
-        st = target.stat()
-        if stamp.read_text().strip() == f"{pkg.EXPECTED_SHA256} {st.st_size} {st.st_mtime_ns}":
-            return target
+    if _verified(target, pkg.EXPECTED_SHA256):
+        return target
     target.parent.mkdir(parents=True, exist_ok=True)
     if target.exists() and _sha256(target) == pkg.EXPECTED_SHA256:
-        st = target.stat()
-        stamp.write_text(f"{pkg.EXPECTED_SHA256} {st.st_size} {st.st_mtime_ns}\n")
+        _stamp(target, pkg.EXPECTED_SHA256)
         return target
     fd, tmp = tempfile.mkstemp(dir=target.parent, suffix=".part")
     os.close(fd)
@@ -259,6 +255,5 @@ def embedded_model_path() -> Path:
     except Exception as exc:
         Path(tmp).unlink(missing_ok=True)
         raise ModelError(f"could not assemble the embedded model: {exc}") from exc
-    st = target.stat()
-    stamp.write_text(f"{pkg.EXPECTED_SHA256} {st.st_size} {st.st_mtime_ns}\n")
+    _stamp(target, pkg.EXPECTED_SHA256)
     return target

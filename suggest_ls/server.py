@@ -551,6 +551,7 @@ class SuggestServer(LanguageServer):
         self._load_task: asyncio.Future[Any] | None = None
         self._watch_task: asyncio.Future[None] | None = None
         self._warm_timers: dict[str, asyncio.TimerHandle] = {}
+        self._start_log_level = logging.getLogger().level  # --log-level's, for logLevel ''
         self.client_log: ClientLog | None = None  # set when the log goes to the stdio client
         self._exiting = False
 
@@ -793,7 +794,7 @@ class SuggestServer(LanguageServer):
             self.show("warning", f"suggest-ls: {message}")
         old, self.settings = self.settings, new
         if new.log_level != old.log_level:
-            apply_log_level(new.log_level)
+            apply_log_level(new.log_level, self._start_log_level)
         self.ops.apply(old, new, started=self._load_task is not None)
 
     def status(self) -> dict[str, Any]:
@@ -1096,15 +1097,10 @@ def create_server(model_override: str = "") -> SuggestServer:
     return server
 
 
-_START_LEVEL: list[int] = []  # the root logger's level before the first logLevel setting (--log-level)
-
-
-def apply_log_level(level: str) -> None:
-    """The ``logLevel`` setting: the root logger's level ('' gives back the command line's)."""
+def apply_log_level(level: str, default: int) -> None:
+    """The ``logLevel`` setting: the root logger's level ('' gives back ``default``, --log-level's)."""
     root = logging.getLogger()
-    if not _START_LEVEL:
-        _START_LEVEL.append(root.level)
-    value = getattr(logging, level.upper(), None) if level else _START_LEVEL[0]
+    value = getattr(logging, level.upper(), None) if level else default
     if isinstance(value, int):
         root.setLevel(value)
         logging.getLogger("pygls").setLevel(logging.DEBUG if value <= logging.DEBUG else logging.WARNING)

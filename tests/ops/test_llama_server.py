@@ -19,7 +19,7 @@ from suggest_ls.remote import RemoteBackend, RemoteConfig
 from suggest_ls.swap import run_job
 
 from .conftest import free_port
-from .test_remote import stop, wait_up
+from .test_remote import stop, wait_up, watch_text
 
 
 def _binary() -> Path | None:
@@ -67,15 +67,7 @@ async def test_llama_server_offers_what_parity_needs(llama_server):
         caps = backend.capabilities
         assert caps.streaming and caps.logprobs, caps
         req = GenRequest("u", "def add(a, b):\n    return ", max_tokens=16, rule=StopRule(), alternatives=3)
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        job = backend.submit(req, lambda r: loop.call_soon_threadsafe(future.set_result, r))
-        seen: list[str] = []
-        while not future.done():
-            if job.text() and (not seen or seen[-1] != job.text()):
-                seen.append(job.text())
-            await asyncio.sleep(0.005)
-        result = future.result()
+        result, seen = await watch_text(backend, req, 0.005)
         assert result.outcome == "done" and result.generated_tokens >= 1
         assert 0.0 < result.min_prob < 1.0 and result.min_prob <= result.line_prob <= 1.0
         assert all(result.text.startswith(t) for t in seen)

@@ -17,7 +17,7 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from suggest_ls.clean import StopRule
-from suggest_ls.engine import GenRequest
+from suggest_ls.engine import GenRequest, GenResult
 from suggest_ls.remote import RemoteBackend, RemoteConfig, RemoteError, base_url
 from suggest_ls.swap import run_job
 
@@ -91,6 +91,19 @@ def test_endpoint_urls_are_normalized():
     assert base_url("http://h:1/proxy/v1")[3] == "/proxy/v1"
     with pytest.raises(RemoteError, match="http"):
         base_url("ftp://h/v1")
+
+
+async def watch_text(backend: RemoteBackend, req: GenRequest, poll_s: float = 0.01) -> tuple[GenResult, list[str]]:
+    """Run one job, noting each new value of its text so far while it streams; the result and those values."""
+    loop = asyncio.get_running_loop()
+    future: asyncio.Future[GenResult] = loop.create_future()
+    job = backend.submit(req, lambda r: loop.call_soon_threadsafe(future.set_result, r))
+    seen: list[str] = []
+    while not future.done():
+        if job.text() and (not seen or seen[-1] != job.text()):
+            seen.append(job.text())
+        await asyncio.sleep(poll_s)
+    return future.result(), seen
 
 
 async def test_remote_backend_completes_stops_and_cancels(openai_server, model_path):
@@ -232,15 +245,7 @@ async def test_a_running_remote_job_shows_its_text_so_far(openai_server):
         req = GenRequest(
             "u", "Count from one to fifty: 1, 2, 3, 4,", max_tokens=24, rule=StopRule(multiline=True, max_lines=50)
         )
-        loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        job = backend.submit(req, lambda r: loop.call_soon_threadsafe(future.set_result, r))
-        seen: list[str] = []
-        while not future.done():
-            if job.text() and (not seen or seen[-1] != job.text()):
-                seen.append(job.text())
-            await asyncio.sleep(0.01)
-        result = future.result()
+        result, seen = await watch_text(backend, req)
         assert result.outcome == "done" and result.generated_tokens >= 10, result.error
         assert len(seen) >= 3  # the text grew while the job ran
         assert all(result.text.startswith(t) for t in seen) and len(seen[0]) < len(result.text)
