@@ -101,7 +101,8 @@ def test_exit_when_the_editor_process_dies_or_the_pipe_closes():
         assert srv.result("suggest/status", {})["state"] in ("loading", "ready")
         editor.kill()
         editor.wait()
-        assert gone_within(srv, 3.0) == 1, srv.tail_log()  # no polling delay: see the pidfd test below
+        # a generous bound: the model may be loading on a busy CPU (no polling delay: see the pidfd test below)
+        assert gone_within(srv, 15.0) == 1, srv.tail_log()
         assert f"parent process {editor.pid} is gone" in srv.log_text(f"parent process {editor.pid} is gone")
     finally:
         editor.kill()
@@ -110,7 +111,7 @@ def test_exit_when_the_editor_process_dies_or_the_pipe_closes():
     srv = RawServer()
     try:
         srv.initialize(OPTIONS, process_id=editor.pid, wait_ready=False)
-        assert gone_within(srv, 3.0) == 1
+        assert gone_within(srv, 15.0) == 1
     finally:
         srv.kill()
     # the editor closes the pipe without shutdown/exit
@@ -119,7 +120,7 @@ def test_exit_when_the_editor_process_dies_or_the_pipe_closes():
         srv.initialize(OPTIONS, wait_ready=False)
         assert srv.proc.stdin is not None
         srv.proc.stdin.close()
-        assert gone_within(srv, 3.0) == 1
+        assert gone_within(srv, 15.0) == 1
         assert "input closed" in srv.log_text("input closed")
     finally:
         srv.kill()
