@@ -139,7 +139,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "check":
         return asyncio.run(_check(args))
     if args.command == "quantize":
-        from suggest_ls.quantize import main as quantize_main
+        from suggest_ls.backends.quantize import main as quantize_main
 
         return quantize_main(args)
     if args.command == "bench":
@@ -150,8 +150,8 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
+    from suggest_ls.lsp.server import create_server
     from suggest_ls.security import SecurityError, check_bind, load_token
-    from suggest_ls.server import create_server
 
     try:
         token = load_token(args.token_file)
@@ -170,7 +170,7 @@ def _serve(args: argparse.Namespace) -> int:
         server.start_tcp(host, port, token)
         return 0
     if not args.log_file:  # the log goes to the editor (window/logMessage), levels and all
-        from suggest_ls.server import ClientLog
+        from suggest_ls.lsp.server import ClientLog
 
         client_log = _setup_logging(args.log_level, None, ClientLog)
         server.client_log = client_log if isinstance(client_log, ClientLog) else None
@@ -184,7 +184,7 @@ def _serve(args: argparse.Namespace) -> int:
 
 def _start_health(server: object, where: str, token: str = "") -> None:
     """Start the HTTP health endpoint; a port that cannot be bound is logged, the LSP serves anyway."""
-    from suggest_ls.health import HealthServer
+    from suggest_ls.ops.health import HealthServer
 
     try:
         host, port = parse_hostport(where)
@@ -194,10 +194,10 @@ def _start_health(server: object, where: str, token: str = "") -> None:
 
 
 async def _load(model: str, settings_raw: dict[str, object]):  # type: ignore[no-untyped-def]
-    from suggest_ls.completer import Completer
-    from suggest_ls.engine import Engine, EngineConfig
-    from suggest_ls.models import resolve_model
-    from suggest_ls.prompt import detect_template
+    from suggest_ls.backends.engine import Engine, EngineConfig
+    from suggest_ls.backends.models import resolve_model
+    from suggest_ls.completion.completer import Completer
+    from suggest_ls.completion.prompt import detect_template
     from suggest_ls.settings import resolve
 
     settings, messages = resolve(settings_raw)
@@ -223,10 +223,10 @@ async def _load(model: str, settings_raw: dict[str, object]):  # type: ignore[no
 
 
 async def _complete(args: argparse.Namespace) -> int:
-    from suggest_ls.completer import CompletionRequest
-    from suggest_ls.document import Document
-    from suggest_ls.models import ModelError
-    from suggest_ls.prompt import build_prompt
+    from suggest_ls.backends.models import ModelError
+    from suggest_ls.completion.completer import CompletionRequest
+    from suggest_ls.completion.prompt import build_prompt
+    from suggest_ls.lsp.document import Document
     from suggest_ls.settings import parse_pairs
 
     path_s, _, rest = args.location.rpartition(":")
@@ -311,7 +311,7 @@ async def _complete(args: argparse.Namespace) -> int:
             f"(+ pipeline {r['total_ms'] - r['engine_ms']:.1f} ms); evaluated {r['evaluated_tokens']}, generated {r['generated_tokens']}"
         )
     if args.explain:
-        from suggest_ls.context import should_complete, wants_block
+        from suggest_ls.completion.context import should_complete, wants_block
 
         block = wants_block(cursor, completer.settings.multiline)
         gate = should_complete(cursor)
@@ -330,9 +330,9 @@ async def _complete(args: argparse.Namespace) -> int:
 
 
 async def _check(args: argparse.Namespace) -> int:
-    from suggest_ls.completer import CompletionRequest
-    from suggest_ls.device import gpu_memory
-    from suggest_ls.models import ModelError
+    from suggest_ls.backends.device import gpu_memory
+    from suggest_ls.backends.models import ModelError
+    from suggest_ls.completion.completer import CompletionRequest
 
     t0 = time.perf_counter()
     try:

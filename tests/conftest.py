@@ -11,8 +11,8 @@ import os
 
 import pytest
 
-from suggest_ls.engine import Engine, EngineConfig
-from suggest_ls.models import embedded_model_path
+from suggest_ls.backends.engine import Engine, EngineConfig
+from suggest_ls.backends.models import embedded_model_path
 
 os.environ["SUGGEST_LS_MODEL"] = "small"
 

@@ -24,10 +24,11 @@ from collections.abc import Iterator
 from typing import Any
 from urllib.parse import urlparse
 
-from suggest_ls.clean import StopRule, clean, should_stop
-from suggest_ls.completer import PROMPT_TOKENS_MIN
-from suggest_ls.context import Cursor, should_complete, wants_block, window
-from suggest_ls.prompt import ModelInfo, Template, build_prompt, detect_template
+from suggest_ls.backends.contract import ModelInfo, StopRule, should_stop
+from suggest_ls.completion.clean import clean
+from suggest_ls.completion.completer import PROMPT_TOKENS_MIN
+from suggest_ls.completion.context import Cursor, should_complete, wants_block, window
+from suggest_ls.completion.prompt import Template, build_prompt, detect_template
 from suggest_ls.settings import Settings
 
 log = logging.getLogger("suggest_ls.bench.baseline")

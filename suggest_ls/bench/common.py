@@ -10,7 +10,7 @@ import time
 from pathlib import Path
 from typing import Any, TextIO
 
-from suggest_ls.stats import percentile
+from suggest_ls.completion.stats import percentile
 
 
 class Progress:

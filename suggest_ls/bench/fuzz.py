@@ -28,8 +28,8 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from suggest_ls.document import Document
-from suggest_ls.framing import FrameError, FrameParser, valid_id
+from suggest_ls.lsp.document import Document
+from suggest_ls.lsp.framing import FrameError, FrameParser, valid_id
 
 # ----- the reference client-side document (independent of document.py) -----
 BREAKS = ("\r\n", "\r", "\n")

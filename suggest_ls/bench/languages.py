@@ -33,10 +33,11 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
+from suggest_ls.backends.contract import StopRule
 from suggest_ls.bench.common import Progress, machine, pcts, table, write_json
 from suggest_ls.bench.quality import BENCH_SETTINGS, Outcome, RawArm, ServerArm
-from suggest_ls.clean import StopRule, clean, language_stops
-from suggest_ls.context import Cursor, should_complete, window
+from suggest_ls.completion.clean import clean, language_stops
+from suggest_ls.completion.context import Cursor, should_complete, window
 from suggest_ls.settings import parse_pairs, resolve
 
 MIN_CHARS = 8  # a masked line has at least this many characters besides its indentation

@@ -30,10 +30,10 @@ from typing import Any
 from suggest_ls.bench.common import Progress, machine, pcts, table, write_json
 from suggest_ls.bench.lspclient import Call, LspClient
 from suggest_ls.bench.typist import DEFAULT_FILES, Keystroke, Rhythm, Source, plan
-from suggest_ls.completer import PENDING
-from suggest_ls.document import utf16_len
+from suggest_ls.completion.completer import PENDING
+from suggest_ls.completion.stats import STALE_LOGGED, UNREAD_SEND
+from suggest_ls.lsp.document import utf16_len
 from suggest_ls.settings import parse_pairs
-from suggest_ls.stats import STALE_LOGGED, UNREAD_SEND
 
 SERVERS = ("suggest-ls", "naive", "openai")
 CROSSED_MS = 1.0
@@ -631,7 +631,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 async def _run(args: argparse.Namespace, model: str) -> int:
-    from suggest_ls.models import resolve_model
+    from suggest_ls.backends.models import resolve_model
 
     model_path = str(resolve_model(model).path)
     low, _, high = args.pause_ms.partition(":")

@@ -25,15 +25,15 @@ from importlib import resources
 from pathlib import Path
 from typing import Any
 
+from suggest_ls.backends.contract import GenRequest, GenResult, StopRule
+from suggest_ls.backends.engine import Engine, EngineConfig
+from suggest_ls.backends.models import resolve_model
 from suggest_ls.bench.common import Progress, machine, pcts, table, write_json
 from suggest_ls.bench.lspclient import LspClient
-from suggest_ls.clean import StopRule
-from suggest_ls.completer import PENDING
-from suggest_ls.engine import Engine, EngineConfig, GenRequest, GenResult
-from suggest_ls.models import resolve_model
-from suggest_ls.prompt import Template, detect_template, fill
+from suggest_ls.completion.completer import PENDING
+from suggest_ls.completion.prompt import Template, detect_template, fill
+from suggest_ls.completion.stats import LINE_FINISHED
 from suggest_ls.settings import parse_pairs
-from suggest_ls.stats import LINE_FINISHED
 
 TIMEOUT_S = 3.0
 REFRESH_GRACE_S = 0.5  # after a line's finish is recorded, how long its suggest/refresh may take to arrive

@@ -18,7 +18,7 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from suggest_ls.framing import Frame, FrameParser, encode
+from suggest_ls.lsp.framing import Frame, FrameParser, encode
 
 INLINE = "textDocument/inlineCompletion"
 CAPABILITIES: dict[str, Any] = {

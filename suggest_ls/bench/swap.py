@@ -27,10 +27,10 @@ import time
 from pathlib import Path
 from typing import Any
 
+from suggest_ls.backends.models import embedded_model_path
+from suggest_ls.backends.quantize import quantize
 from suggest_ls.bench.common import machine, pcts, table, write_json
 from suggest_ls.bench.rawlsp import RawServer
-from suggest_ls.models import embedded_model_path
-from suggest_ls.quantize import quantize
 
 URI = "file:///bench/swap.py"
 

@@ -19,10 +19,10 @@ import time
 from collections.abc import Callable
 from typing import Any
 
+from suggest_ls.backends.contract import GenRequest, GenResult, StopRule
+from suggest_ls.backends.engine import Engine, EngineConfig
 from suggest_ls.bench.common import Progress, machine, table, write_json
 from suggest_ls.bench.typist import stdlib_file
-from suggest_ls.clean import StopRule
-from suggest_ls.engine import Engine, EngineConfig, GenRequest, GenResult
 
 MODULES = (
     "textwrap.py",
@@ -121,7 +121,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str], model: str = "") -> int:
     """Run the throughput benchmark."""
-    from suggest_ls.models import resolve_model
+    from suggest_ls.backends.models import resolve_model
 
     args = build_parser().parse_args(argv)
     ns = [int(x) for x in args.docs.split(",") if x.strip()]

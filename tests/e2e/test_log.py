@@ -9,7 +9,7 @@ import subprocess
 from lsprotocol import types
 from pytest_lsp import LanguageClient
 
-from suggest_ls.framing import FrameParser, encode
+from suggest_ls.lsp.framing import FrameParser, encode
 
 from .conftest import SERVER
 
@@ -24,7 +24,7 @@ async def _logged(client: LanguageClient, text: str, timeout: float = 10.0) -> t
 
 
 async def test_log_lines_reach_the_client_with_their_levels(client: LanguageClient):
-    ready = await _logged(client, "suggest_ls.ops: ready: ")
+    ready = await _logged(client, "suggest_ls.ops.operations: ready: ")
     assert ready.type == types.MessageType.Info
     client.text_document_did_change(
         types.DidChangeTextDocumentParams(
@@ -34,7 +34,7 @@ async def test_log_lines_reach_the_client_with_their_levels(client: LanguageClie
     )
     warning = await _logged(client, "didChange for a document that is not open")
     assert warning.type == types.MessageType.Warning
-    assert warning.message.startswith("suggest_ls.server: ")  # the editor adds time and level itself
+    assert warning.message.startswith("suggest_ls.lsp.server: ")  # the editor adds time and level itself
     assert not [m for m in client.log_messages if m.type == types.MessageType.Error]
 
 
@@ -58,7 +58,7 @@ def test_stdout_carries_only_the_protocol_and_stderr_no_log_lines(tmp_path):
     messages = [json.loads(f.body) for f in frames]  # every byte of stdout is a framed JSON-RPC message
     assert all(m["jsonrpc"] == "2.0" for m in messages)
     logged = [m["params"] for m in messages if m.get("method") == "window/logMessage"]
-    assert any(p["message"] == "suggest_ls.server: exiting with code 0" and p["type"] == 3 for p in logged)
+    assert any(p["message"] == "suggest_ls.lsp.server: exiting with code 0" and p["type"] == 3 for p in logged)
     assert {1, 2} <= {m.get("id") for m in messages}
     # llama.cpp's own loader may write to stderr; our log lines do not
     assert " suggest_ls." not in err.read_text(errors="replace")

@@ -10,7 +10,7 @@ from lsprotocol import types
 from pygls.exceptions import JsonRpcException
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from suggest_ls.document import utf16_len
+from suggest_ls.lsp.document import utf16_len
 
 from .conftest import CAPABILITIES, SERVER, inline, open_doc, wait_ready
 from .conftest import status as get_status

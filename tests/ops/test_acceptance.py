@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from suggest_ls.stats import Acceptance, Record, Recorder, outcome_class
+from suggest_ls.completion.stats import Acceptance, Record, Recorder, outcome_class
 
 
 def test_full_and_partial_acceptance_rates():

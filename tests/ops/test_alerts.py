@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from suggest_ls.alerts import AlertState, Reading, Thresholds, evaluate
+from suggest_ls.ops.alerts import AlertState, Reading, Thresholds, evaluate
 
 GPU = Thresholds(mode="auto")
 BUSY_GPU = Reading(

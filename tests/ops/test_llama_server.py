@@ -13,10 +13,9 @@ from pathlib import Path
 
 import pytest
 
-from suggest_ls.clean import StopRule
-from suggest_ls.engine import GenRequest
-from suggest_ls.remote import RemoteBackend, RemoteConfig
-from suggest_ls.swap import run_job
+from suggest_ls.backends.contract import GenRequest, StopRule
+from suggest_ls.backends.remote import RemoteBackend, RemoteConfig
+from suggest_ls.backends.switchable import run_job
 
 from .conftest import free_port
 from .test_remote import stop, wait_up, watch_text
@@ -40,7 +39,7 @@ pytestmark = pytest.mark.skipif(
 def _cpu_has_amx() -> bool:
     import llama_cpp
 
-    from suggest_ls.engine import cpu_has_amx
+    from suggest_ls.backends.engine import cpu_has_amx
 
     return cpu_has_amx(llama_cpp.llama_print_system_info().decode(errors="replace"))
 

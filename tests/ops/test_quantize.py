@@ -6,10 +6,10 @@ import asyncio
 import subprocess
 import sys
 
-from suggest_ls.clean import StopRule
-from suggest_ls.engine import Engine, EngineConfig, GenRequest
-from suggest_ls.gguf import read_metadata
-from suggest_ls.swap import run_job
+from suggest_ls.backends.contract import GenRequest, StopRule
+from suggest_ls.backends.engine import Engine, EngineConfig
+from suggest_ls.backends.gguf import read_metadata
+from suggest_ls.backends.switchable import run_job
 
 LLAMA_FTYPE_MOSTLY_Q4_0 = 2
 

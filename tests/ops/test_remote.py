@@ -16,10 +16,9 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from suggest_ls.clean import StopRule
-from suggest_ls.engine import GenRequest, GenResult
-from suggest_ls.remote import RemoteBackend, RemoteConfig, RemoteError, base_url
-from suggest_ls.swap import run_job
+from suggest_ls.backends.contract import GenRequest, GenResult, StopRule
+from suggest_ls.backends.remote import RemoteBackend, RemoteConfig, RemoteError, base_url
+from suggest_ls.backends.switchable import run_job
 
 from .conftest import free_port, inline, open_doc, start, status
 
@@ -254,8 +253,8 @@ async def test_a_running_remote_job_shows_its_text_so_far(openai_server):
 
 
 async def test_first_words_through_the_remote_backend(openai_server):
-    from suggest_ls.completer import Completer, CompletionRequest
-    from suggest_ls.prompt import FAMILIES
+    from suggest_ls.completion.completer import Completer, CompletionRequest
+    from suggest_ls.completion.prompt import FAMILIES
     from suggest_ls.settings import resolve
 
     backend = RemoteBackend(RemoteConfig(openai_server, api_key=KEY, timeout_s=180)).start()

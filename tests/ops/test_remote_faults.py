@@ -10,13 +10,12 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
-from suggest_ls.clean import StopRule
-from suggest_ls.completer import Completer, CompletionRequest
-from suggest_ls.engine import GenRequest
-from suggest_ls.prompt import FAMILIES
-from suggest_ls.remote import RemoteBackend, RemoteConfig
+from suggest_ls.backends.contract import GenRequest, StopRule
+from suggest_ls.backends.remote import RemoteBackend, RemoteConfig
+from suggest_ls.backends.switchable import SwitchableBackend, run_job
+from suggest_ls.completion.completer import Completer, CompletionRequest
+from suggest_ls.completion.prompt import FAMILIES
 from suggest_ls.settings import resolve
-from suggest_ls.swap import SwitchableBackend, run_job
 
 
 class Fake(BaseHTTPRequestHandler):

@@ -14,7 +14,7 @@ from lsprotocol import types
 from prometheus_client.parser import text_string_to_metric_families
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from suggest_ls.device import gpu_memory
+from suggest_ls.backends.device import gpu_memory
 
 from .conftest import change_settings, free_port, inline, open_doc, start, status, wait_for
 

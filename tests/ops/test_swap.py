@@ -18,8 +18,9 @@ import pytest_lsp
 from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
-from suggest_ls.engine import Engine, EngineConfig, GenRequest
-from suggest_ls.swap import SwitchableBackend, run_job, warm_up
+from suggest_ls.backends.contract import GenRequest
+from suggest_ls.backends.engine import Engine, EngineConfig
+from suggest_ls.backends.switchable import SwitchableBackend, run_job, warm_up
 
 from .conftest import change_settings, open_doc, start, status, wait_for
 

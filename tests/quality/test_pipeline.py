@@ -9,10 +9,11 @@ from concurrent.futures import Future
 
 import pytest
 
-from suggest_ls import syntax
-from suggest_ls.completer import Completer, CompletionRequest
-from suggest_ls.engine import Engine, GenRequest, GenResult
-from suggest_ls.prompt import FAMILIES
+from suggest_ls.backends.contract import GenRequest, GenResult
+from suggest_ls.backends.engine import Engine
+from suggest_ls.completion import syntax
+from suggest_ls.completion.completer import Completer, CompletionRequest
+from suggest_ls.completion.prompt import FAMILIES
 from suggest_ls.settings import resolve
 
 FUNC = "def add(first, second):\n    return "

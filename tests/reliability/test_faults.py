@@ -8,8 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from suggest_ls.engine import Engine, EngineConfig, GenRequest, GenResult
-from suggest_ls.models import ModelError
+from suggest_ls.backends.contract import GenRequest, GenResult
+from suggest_ls.backends.engine import Engine, EngineConfig
+from suggest_ls.backends.models import ModelError
 
 PROMPT = "def add(a, b):\n    return "
 
@@ -114,7 +115,7 @@ def test_prompts_longer_than_the_context_are_trimmed_not_failed(model_path):
 
 
 def test_a_model_too_large_for_the_gpu_is_partly_offloaded_or_runs_on_the_cpu():
-    from suggest_ls.device import GpuMemory, plan_offload
+    from suggest_ls.backends.device import GpuMemory, plan_offload
 
     gib = 2**30
     card = GpuMemory("Test GPU", used=4 * gib, free=20 * gib, total=24 * gib)

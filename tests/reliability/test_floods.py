@@ -6,7 +6,7 @@ import random
 import re
 
 from suggest_ls.bench.rawlsp import RawServer
-from suggest_ls.lograte import LogLimiter
+from suggest_ls.lsp.lograte import LogLimiter
 
 from .conftest import OPTIONS, serving
 

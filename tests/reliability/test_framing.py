@@ -6,7 +6,7 @@ import pytest
 from hypothesis import settings
 
 from suggest_ls.bench.fuzz import framing_property
-from suggest_ls.framing import (
+from suggest_ls.lsp.framing import (
     BodyError,
     Frame,
     FrameError,
@@ -104,7 +104,7 @@ def test_a_fault_while_handling_a_request_is_answered_with_internal_error(monkey
     """Whatever escapes pygls for one message is logged and answered; the next message is served."""
     from pygls.protocol import LanguageServerProtocol
 
-    from suggest_ls.server import create_server
+    from suggest_ls.lsp.server import create_server
 
     writer = RecordingWriter()
     sent = writer.sent

@@ -127,7 +127,7 @@ def test_exit_when_the_editor_process_dies_or_the_pipe_closes():
 
 
 def test_exit_when_the_editor_stops_reading():
-    from suggest_ls.framing import encode
+    from suggest_ls.lsp.framing import encode
 
     proc = subprocess.Popen(
         [sys.executable, "-m", "suggest_ls", "--stdio"],
@@ -150,7 +150,7 @@ def test_exit_when_the_editor_stops_reading():
 
 
 async def test_the_editor_process_is_watched_through_a_pidfd_not_by_polling():
-    from suggest_ls.server import _watch_parent
+    from suggest_ls.lsp.server import _watch_parent
 
     class Ended(Exception):
         pass

@@ -8,10 +8,10 @@ from concurrent.futures import Future
 
 import pytest
 
-from suggest_ls.clean import StopRule
-from suggest_ls.completer import PENDING, Completer, CompletionRequest, _whole_lines, whole_words
-from suggest_ls.engine import Engine, GenRequest, GenResult
-from suggest_ls.prompt import FAMILIES
+from suggest_ls.backends.contract import GenRequest, GenResult, StopRule
+from suggest_ls.backends.engine import Engine
+from suggest_ls.completion.completer import PENDING, Completer, CompletionRequest, _whole_lines, whole_words
+from suggest_ls.completion.prompt import FAMILIES
 from suggest_ls.settings import resolve
 
 LONG = StopRule(multiline=True, max_lines=50)

@@ -8,9 +8,10 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from suggest_ls.completer import Completer, CompletionRequest, adaptive_debounce
-from suggest_ls.engine import Engine, GenRequest, GenResult
-from suggest_ls.prompt import FAMILIES, detect_template
+from suggest_ls.backends.contract import GenRequest, GenResult
+from suggest_ls.backends.engine import Engine
+from suggest_ls.completion.completer import Completer, CompletionRequest, adaptive_debounce
+from suggest_ls.completion.prompt import FAMILIES, detect_template
 from suggest_ls.settings import resolve
 
 FUNC = "def area(width, height):\n    return "
@@ -153,7 +154,7 @@ async def test_superseded_job_frees_its_slot_for_the_next_keystroke(engine: Engi
 
 
 async def test_records_and_metrics_carry_shifted_tokens():
-    from suggest_ls.metrics import Metrics
+    from suggest_ls.ops.metrics import Metrics
 
     class Shifted(SlowEngine):
         def submit(self, req: GenRequest, done: Callable[[GenResult], None]) -> FakeJob:
@@ -186,8 +187,8 @@ async def test_bookkeeping_waits_until_the_answer_is_out():
 
 
 def test_the_work_after_first_words_is_not_a_request_nor_a_reason_and_has_no_latency():
-    from suggest_ls.metrics import Metrics
-    from suggest_ls.stats import LINE_FINISHED, Record, Recorder
+    from suggest_ls.completion.stats import LINE_FINISHED, Record, Recorder
+    from suggest_ls.ops.metrics import Metrics
 
     recorder = Recorder()
     metrics = Metrics(recorder)
@@ -218,7 +219,7 @@ class CappedEngine(SlowEngine):
 
 
 async def test_a_line_cut_by_the_token_cap_is_never_shown():
-    from suggest_ls.completer import CAPPED
+    from suggest_ls.completion.completer import CAPPED
 
     got = await completer(CappedEngine(capped=True), debounceMs=0, minConfidence=0).complete(req(1))
     assert not got.text and got.reason == CAPPED

@@ -9,8 +9,8 @@ import time
 
 import pytest
 
-from suggest_ls.clean import StopRule
-from suggest_ls.engine import Engine, EngineConfig, GenRequest, GenResult, Slot, ThreadTuner, find_draft, pick_slot
+from suggest_ls.backends.contract import GenRequest, GenResult, StopRule
+from suggest_ls.backends.engine import Engine, EngineConfig, Slot, ThreadTuner, find_draft, pick_slot
 
 CODE = '''import os
 

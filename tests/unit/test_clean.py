@@ -1,7 +1,8 @@
 import pytest
 
-from suggest_ls.clean import StopRule, clean, fix_indentation, language_stops, should_stop
-from suggest_ls.context import cursor_from_snippet
+from suggest_ls.backends.contract import StopRule, should_stop
+from suggest_ls.completion.clean import clean, fix_indentation, language_stops
+from suggest_ls.completion.context import cursor_from_snippet
 
 LINE = StopRule()
 
@@ -158,7 +159,7 @@ def test_fix_indentation(text, context, expected):
     ],
 )
 def test_code_lines_around_the_cursor(text: str, following: str | None, previous: str | None) -> None:
-    from suggest_ls.clean import _next_code_line, _previous_code_line
+    from suggest_ls.completion.clean import _next_code_line, _previous_code_line
 
     before, _, after = text.partition("$0")
     assert _next_code_line(after) == following

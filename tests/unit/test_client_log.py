@@ -7,8 +7,8 @@ import json
 import logging
 import threading
 
-from suggest_ls.framing import Frame, FrameParser
-from suggest_ls.server import ClientLog
+from suggest_ls.lsp.framing import Frame, FrameParser
+from suggest_ls.lsp.server import ClientLog
 
 
 class Fallback(logging.Handler):
@@ -69,7 +69,10 @@ async def test_a_client_that_lags_gets_a_bounded_queue_and_a_count():
     await asyncio.sleep(0.05)
     got = messages(written)
     assert len(got) == ClientLog.MAX_PENDING + 1
-    assert got[-1]["params"] == {"type": 2, "message": "suggest_ls.server: 500 log lines dropped (the client lagged)"}
+    assert got[-1]["params"] == {
+        "type": 2,
+        "message": "suggest_ls.lsp.server: 500 log lines dropped (the client lagged)",
+    }
 
 
 async def test_a_closed_pipe_sends_the_rest_to_the_fallback():

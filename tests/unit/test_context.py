@@ -1,6 +1,6 @@
 import pytest
 
-from suggest_ls.context import (
+from suggest_ls.completion.context import (
     Chunk,
     ChunkRing,
     Cursor,
@@ -134,14 +134,14 @@ def test_pick_extra_skips_near_copies_of_the_window_and_fits_the_budget():
     [(0.0, 1024), (5.0, 384), (75.0, 384), (150.0, 448), (300.0, 896), (550.0, 1024), (5000.0, 1024)],
 )
 def test_the_automatic_window_follows_the_measured_prompt_speed(tps, tokens):
-    from suggest_ls.completer import auto_prompt_tokens
+    from suggest_ls.completion.completer import auto_prompt_tokens
 
     assert auto_prompt_tokens(tps) == tokens
 
 
 def test_an_explicit_window_wins_and_the_extra_context_follows_the_automatic_one():
-    from suggest_ls.completer import Completer
-    from suggest_ls.prompt import FAMILIES
+    from suggest_ls.completion.completer import Completer
+    from suggest_ls.completion.prompt import FAMILIES
     from suggest_ls.settings import resolve
 
     auto, _ = resolve({})
@@ -160,8 +160,8 @@ def test_an_explicit_window_wins_and_the_extra_context_follows_the_automatic_one
     ("template", "setting", "floor"), [("qwen", -1, 0.25), ("plain", -1, 0.1), ("qwen", 0.4, 0.4), ("plain", 0, 0.0)]
 )
 def test_the_confidence_floor_follows_the_kind_of_model_unless_set(template, setting, floor):
-    from suggest_ls.completer import Completer
-    from suggest_ls.prompt import FAMILIES
+    from suggest_ls.completion.completer import Completer
+    from suggest_ls.completion.prompt import FAMILIES
     from suggest_ls.settings import resolve
 
     settings, messages = resolve({"minConfidence": setting})

@@ -1,6 +1,6 @@
 import pytest
 
-from suggest_ls.document import Document, PositionError, units_len
+from suggest_ls.lsp.document import Document, PositionError, units_len
 
 
 def test_offsets_and_positions_round_trip_with_non_ascii():

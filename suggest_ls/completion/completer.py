@@ -9,16 +9,16 @@ import asyncio
 import json
 import logging
 import os
-import threading
 import time
 from collections import deque
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from typing import Protocol, TextIO
+from typing import TextIO
 
-from suggest_ls import syntax
-from suggest_ls.clean import Cleaned, StopRule, clean, language_stops
-from suggest_ls.context import (
+from suggest_ls.backends.contract import IDLE, Backend, GenRequest, GenResult, Handle, StopRule
+from suggest_ls.completion import syntax
+from suggest_ls.completion.clean import Cleaned, clean, language_stops
+from suggest_ls.completion.context import (
     CHARS_PER_TOKEN,
     Chunk,
     ChunkRing,
@@ -28,10 +28,9 @@ from suggest_ls.context import (
     wants_block,
     window,
 )
-from suggest_ls.engine import IDLE, GenRequest, GenResult
-from suggest_ls.prompt import Template, build_prompt
+from suggest_ls.completion.prompt import Template, build_prompt
+from suggest_ls.completion.stats import LINE_FINISHED, Record, Recorder
 from suggest_ls.settings import Settings
-from suggest_ls.stats import LINE_FINISHED, Record, Recorder
 
 log = logging.getLogger(__name__)
 MAX_DOCUMENT_CHARS = 4_000_000
@@ -46,20 +45,6 @@ LINE_DEADLINE_GRACE_MS = 30  # ``lineDeadlineMs: -1``: how long after the line b
 PENDING = "line still being written"  # answered empty at the line deadline; suggest/refresh follows
 EARLY_POLL_S = 0.01  # after the line budget, how often to look for a first whole word
 EXTRA_REFRESH_S = 120.0  # extra context is chosen again at most this often when the window moves
-
-
-class Handle(Protocol):
-    """A submitted job: setting ``cancel`` stops it at the next decode step."""
-
-    cancel: threading.Event
-
-
-class Backend(Protocol):
-    """What the completer needs from an engine (in-process or remote)."""
-
-    def submit(self, req: GenRequest, done: Callable[[GenResult], None]) -> Handle: ...
-
-    def expect(self, delta: int) -> None: ...
 
 
 @dataclass(frozen=True)

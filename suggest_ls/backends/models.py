@@ -70,7 +70,7 @@ def project_model_dirs(roots: Sequence[str | Path] = ()) -> list[Path]:
     """The ``models/`` folders searched: workspace roots, the working directory, the source tree."""
     dirs = [Path(r) / "models" for r in roots]
     dirs.append(Path.cwd() / "models")
-    dirs.append(Path(__file__).resolve().parent.parent / "models")
+    dirs.append(Path(__file__).resolve().parents[2] / "models")
     seen: list[Path] = []
     for d in dirs:
         if d not in seen:
@@ -214,7 +214,7 @@ def check_gguf(path: Path) -> None:
 
 def load_failure(path: Path) -> str:
     """Why llama.cpp could not load ``path``, as precisely as the file itself tells (truncated, corrupt)."""
-    from suggest_ls.gguf import GGUFError, check_complete
+    from suggest_ls.backends.gguf import GGUFError, check_complete
 
     try:
         check_complete(path)

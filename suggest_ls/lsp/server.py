@@ -32,10 +32,11 @@ from pygls.protocol.json_rpc import JsonRPCNotification, JsonRPCRequestMessage, 
 from pygls.protocol.language_server import lsp_method
 
 from suggest_ls import __version__
-from suggest_ls.completer import MAX_DOCUMENT_CHARS, MAX_LINE_CHARS, Completer, CompletionRequest, Suggestion
-from suggest_ls.document import Document, PositionError, units_len
-from suggest_ls.engine import LoadInfo
-from suggest_ls.framing import (
+from suggest_ls.backends.contract import LoadInfo
+from suggest_ls.completion.completer import MAX_DOCUMENT_CHARS, MAX_LINE_CHARS, Completer, CompletionRequest, Suggestion
+from suggest_ls.completion.stats import STALE_EMPTIED, UNREAD_SEND, Record, Recorder
+from suggest_ls.lsp.document import Document, PositionError, units_len
+from suggest_ls.lsp.framing import (
     INTERNAL_ERROR,
     INVALID_REQUEST,
     PARSE_ERROR,
@@ -50,11 +51,10 @@ from suggest_ls.framing import (
     request_id,
     valid_id,
 )
-from suggest_ls.lograte import LogLimiter
-from suggest_ls.ops import Operations
+from suggest_ls.lsp.lograte import LogLimiter
+from suggest_ls.ops.operations import Operations
 from suggest_ls.security import token_matches
 from suggest_ls.settings import SECTION, Settings, resolve
-from suggest_ls.stats import STALE_EMPTIED, UNREAD_SEND, Record, Recorder
 
 log = logging.getLogger(__name__)
 STATUS_METHOD = "suggest/status"
@@ -67,7 +67,7 @@ ACCEPTED_COMMAND = "suggestLs.accepted"
 # Partial acceptance (word/line at a time): params {"id", "acceptedLength"}.
 PARTIAL_ACCEPT_NOTIFICATION = "suggest/didPartiallyAccept"
 CURSOR_NOTIFICATION = "suggest/didMoveCursor"  # {textDocument: {uri}, position}: where the user is
-# Delays before warming the prompt at a place (suggest_ls.completer.Completer.warm): a request
+# Delays before warming the prompt at a place (suggest_ls.completion.completer.Completer.warm): a request
 # arriving meanwhile makes it moot.
 WARM_CURSOR_S, WARM_EDIT_S = 0.15, 0.4
 _MESSAGE_TYPES = {"error": types.MessageType.Error, "warning": types.MessageType.Warning}
@@ -281,7 +281,7 @@ class ClientLog(logging.Handler):
 class SuggestProtocol(LanguageServerProtocol):
     """The base protocol, hardened: every request gets exactly one answer and bad input is survived.
 
-    Bodies come in through ``receive`` (the framing is ``suggest_ls.framing``): unparsable JSON is
+    Bodies come in through ``receive`` (the framing is ``suggest_ls.lsp.framing``): unparsable JSON is
     answered with ParseError, a malformed message with InvalidRequest, parameters that do not fit
     the LSP types with InvalidParams (pygls alone drops such requests unanswered), requests before
     ``initialize`` with ServerNotInitialized and requests after ``shutdown`` with InvalidRequest.
@@ -679,7 +679,7 @@ class SuggestServer(LanguageServer):
             doc.out_of_sync = "an edit with invalid parameters was dropped"
             self.protocol.faults.warning("%s is out of sync until it is reopened or fully replaced", uri)
 
-    # ----- model lifecycle, state and status (the work is in suggest_ls.ops) -----
+    # ----- model lifecycle, state and status (the work is in suggest_ls.ops.operations) -----
     @property
     def completer(self) -> Completer | None:
         """The completer (created with the first loaded model)."""

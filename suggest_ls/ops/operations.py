@@ -17,17 +17,18 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from suggest_ls import __version__
-from suggest_ls.alerts import AlertState, Reading, Thresholds
-from suggest_ls.completer import Completer
-from suggest_ls.device import GpuMemory, gpu_memory
-from suggest_ls.engine import Engine, EngineConfig, LoadInfo
-from suggest_ls.metrics import Metrics
-from suggest_ls.models import ModelError, resolve_model
-from suggest_ls.prompt import ModelInfo, detect_template
-from suggest_ls.remote import RemoteBackend, RemoteConfig
+from suggest_ls.backends.contract import LoadInfo, ModelInfo
+from suggest_ls.backends.device import GpuMemory, gpu_memory
+from suggest_ls.backends.engine import Engine, EngineConfig
+from suggest_ls.backends.models import ModelError, resolve_model
+from suggest_ls.backends.remote import RemoteBackend, RemoteConfig
+from suggest_ls.backends.switchable import SMOKE_PROMPT, Closable, SwitchableBackend, smoke, warm_up
+from suggest_ls.completion.completer import Completer
+from suggest_ls.completion.prompt import detect_template
+from suggest_ls.completion.stats import Acceptance, Recorder
+from suggest_ls.ops.alerts import AlertState, Reading, Thresholds
+from suggest_ls.ops.metrics import Metrics
 from suggest_ls.settings import Settings
-from suggest_ls.stats import Acceptance, Recorder
-from suggest_ls.swap import SMOKE_PROMPT, Closable, SwitchableBackend, smoke, warm_up
 
 log = logging.getLogger(__name__)
 RELOAD_KEYS = (

@@ -38,10 +38,8 @@ from dataclasses import asdict, dataclass, field
 from typing import Any
 from urllib.parse import urlsplit
 
-from suggest_ls.clean import should_stop
-from suggest_ls.engine import GenRequest, GenResult, LoadInfo
-from suggest_ls.models import ModelError
-from suggest_ls.prompt import ModelInfo
+from suggest_ls.backends.contract import GenRequest, GenResult, LoadInfo, ModelInfo, should_stop
+from suggest_ls.backends.models import ModelError
 
 log = logging.getLogger(__name__)
 MAX_STOP = 4  # the OpenAI API takes at most four stop strings

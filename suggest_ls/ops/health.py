@@ -13,8 +13,8 @@ import threading
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from typing import Any
 
-from suggest_ls.metrics import CONTENT_TYPE
-from suggest_ls.ops import Operations
+from suggest_ls.ops.metrics import CONTENT_TYPE
+from suggest_ls.ops.operations import Operations
 from suggest_ls.security import token_matches
 
 log = logging.getLogger(__name__)

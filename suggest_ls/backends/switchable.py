@@ -17,7 +17,7 @@ from collections import OrderedDict
 from collections.abc import Callable
 from typing import Any, Protocol
 
-from suggest_ls.engine import GenRequest, GenResult
+from suggest_ls.backends.contract import GenRequest, GenResult
 
 log = logging.getLogger(__name__)
 SMOKE_PROMPT = "def add(a, b):\n    return "

@@ -20,7 +20,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from suggest_ls.models import ModelError, check_gguf
+from suggest_ls.backends.models import ModelError, check_gguf
 
 _TENSOR = re.compile(r"\[\s*(\d+)\s*/\s*(\d+)\]\s+(\S+)")
 _LOCK = threading.Lock()  # the llama.cpp log callback is process-wide

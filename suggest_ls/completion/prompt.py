@@ -5,7 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from suggest_ls.context import Chunk, Cursor
+from suggest_ls.backends.contract import ModelInfo
+from suggest_ls.completion.context import Chunk, Cursor
 
 RULES = (
     "Task: Complete the next step in this function.\n"
@@ -16,7 +17,6 @@ RULES = (
     '- If unsure, output "NEXT_TOKEN".\n'
     "Code:\n"
 )
-ABSTAIN = "NEXT_TOKEN"
 # Line comment marker by LSP language id (and file extension, for the command line); "//" otherwise.
 _HASH = "python py shellscript sh bash zsh ruby rb perl pl r yaml yml toml makefile dockerfile cmake nim julia jl"
 _DASH = "lua sql haskell hs elm ada vhdl"
@@ -36,18 +36,6 @@ class Template:
     file_fmt: str = ""
     current_fmt: str = ""
     extra: bool = True
-
-
-@dataclass(frozen=True)
-class ModelInfo:
-    """What the GGUF says about itself, as far as prompting cares."""
-
-    name: str = ""
-    architecture: str = ""
-    fim_prefix: str = ""
-    fim_suffix: str = ""
-    fim_middle: str = ""
-    eos: str = ""
 
 
 def _fim(name: str, fmt: str, *stop: str, file_fmt: str = "", current_fmt: str = "") -> Template:

@@ -5,8 +5,8 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from suggest_ls.context import Cursor
-from suggest_ls.prompt import ABSTAIN
+from suggest_ls.backends.contract import ABSTAIN, StopRule
+from suggest_ls.completion.context import Cursor
 
 _PAIRS = {")": "(", "]": "[", "}": "{"}
 _OPENERS = set(_PAIRS.values())
@@ -54,17 +54,6 @@ def fix_indentation(text: str, context: str) -> str:
             lead = lead.replace("\t", unit)
         out.append(lead + body)
     return "\n".join(out)
-
-
-@dataclass(frozen=True)
-class StopRule:
-    """When generation may stop early: after one line, or when a block ends."""
-
-    multiline: bool = False
-    max_lines: int = 12
-    base_indent: int = 0
-    line_started: bool = True
-    stop: tuple[str, ...] = ()
 
 
 @dataclass(frozen=True)
@@ -126,22 +115,6 @@ def _meaningful(line: str) -> bool:
 
 def _indent(line: str) -> int:
     return len(line) - len(line.lstrip(" \t"))
-
-
-def should_stop(text: str, rule: StopRule) -> bool:
-    """Whether the generated ``text`` already holds everything ``clean`` could keep."""
-    for s in rule.stop:
-        if s in text:
-            return True
-    if ABSTAIN in text:
-        return True
-    if not rule.multiline:
-        return "\n" in (text if rule.line_started else text.lstrip(" \t\r\n"))
-    lines = text.split("\n")
-    if len(lines) > rule.max_lines + 1:
-        return True
-    done = [ln for ln in lines[1:] if ln.strip()]
-    return any(_indent(ln) <= rule.base_indent for ln in done)
 
 
 def _balance(before: str, text: str) -> str:

@@ -30,11 +30,10 @@ from typing import Any
 
 import numpy as np
 
-from suggest_ls.clean import StopRule, should_stop
-from suggest_ls.device import gpu_memory, plan_offload
-from suggest_ls.gguf import GGUFError, block_count
-from suggest_ls.models import ModelError, check_gguf, load_failure
-from suggest_ls.prompt import ModelInfo
+from suggest_ls.backends.contract import GenRequest, GenResult, LoadInfo, ModelInfo, should_stop
+from suggest_ls.backends.device import gpu_memory, plan_offload
+from suggest_ls.backends.gguf import GGUFError, block_count
+from suggest_ls.backends.models import ModelError, check_gguf, load_failure
 
 log = logging.getLogger(__name__)
 
@@ -62,80 +61,6 @@ class EngineConfig:
     # Measure the prompt evaluation speed at load (one 64-token chunk, then dropped): the completer
     # sizes its prompt window from it.
     probe_prefill: bool = True
-
-
-@dataclass(frozen=True)
-class GenRequest:
-    """One generation: prompt text, budget and stop rule; ``key`` gives slot affinity."""
-
-    key: str
-    prompt: str
-    max_tokens: int = 48
-    temperature: float = 0.0
-    rule: StopRule = StopRule()
-    priority: int = 0  # below 0: idle (see ``is_idle``)
-    # Quality levers (optional): a seed mixed into sampling, so samples of one prompt differ; and
-    # ``score_from``, a character offset in the prompt: the log-probability of the prompt's tokens
-    # after it is returned as ``score`` (with ``max_tokens=0``, scoring only: nothing is generated).
-    seed: int = 0
-    score_from: int = -1
-    # Generation budget: stop once this many ms have passed since the first token and a first line
-    # is complete (0: none); the text so far comes back as done, with ``truncated`` set.
-    budget_ms: float = 0.0
-    # Other ways to start: the ``alternatives`` likeliest tokens (besides the one taken) at the first
-    # step that writes more than whitespace, returned as text to continue the prompt with.
-    alternatives: int = 0
-
-
-@dataclass(frozen=True)
-class GenResult:
-    """Text generated for one request with its timings and token counts."""
-
-    text: str
-    outcome: str  # done | cancelled | error
-    error: str = ""
-    prompt_tokens: int = 0
-    cached_tokens: int = 0
-    evaluated_tokens: int = 0
-    generated_tokens: int = 0
-    queue_ms: float = 0.0
-    ttft_ms: float = 0.0
-    total_ms: float = 0.0
-    first_prob: float = 1.0
-    # the geometric mean and the least of the probabilities of the tokens sampled (the last included)
-    line_prob: float = 1.0
-    min_prob: float = 1.0
-    slot: int = -1
-    steps: int = 0
-    drafted_tokens: int = 0
-    accepted_tokens: int = 0
-    score: float = 0.0
-    scored_tokens: int = 0
-    shifted_tokens: int = 0  # of ``cached_tokens``, those reused from further on in the cache
-    truncated: bool = False  # stopped by the request's generation budget
-    capped: bool = False  # stopped by ``max_tokens``, not by a stop rule or the end of text: its last line is cut
-    # (text so far + another token, its probability), likeliest first; see ``GenRequest.alternatives``
-    alternatives: tuple[tuple[str, float], ...] = ()
-
-
-@dataclass(frozen=True)
-class LoadInfo:
-    """What was loaded and where it runs."""
-
-    model: ModelInfo
-    path: str
-    size_bytes: int
-    n_layers: int
-    gpu_layers: int
-    device: str
-    offload_reason: str
-    load_ms: float
-    n_ctx: int
-    parallel: int
-    threads: int
-    quantization: str
-    # prompt tokens evaluated per second, measured at load (a 64-token prompt chunk); 0: not measured
-    prefill_tps: float = 0.0
 
 
 @dataclass
@@ -188,9 +113,6 @@ class Slot:
     key: str = ""
     job: Job | None = None
     last_used: float = 0.0
-
-
-IDLE = -1  # the priority of warming jobs
 
 
 def is_idle(job: Job | None) -> bool:

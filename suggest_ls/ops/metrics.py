@@ -21,7 +21,7 @@ from prometheus_client.core import (
 )
 from prometheus_client.registry import Collector
 
-from suggest_ls.stats import LINE_FINISHED, MODEL_OUTCOMES, Record, Recorder, outcome_class
+from suggest_ls.completion.stats import LINE_FINISHED, MODEL_OUTCOMES, Record, Recorder, outcome_class
 
 STATES = ("loading", "ready", "degraded", "error", "disabled")
 CHECKS = ("tokens_per_second", "gpu_memory", "p99_latency")
