@@ -170,7 +170,7 @@ def _serve(args: argparse.Namespace) -> int:
         server.start_tcp(host, port, token)
         return 0
     if not args.log_file:  # the log goes to the editor (window/logMessage), levels and all
-        from suggest_ls.lsp.server import ClientLog
+        from suggest_ls.lsp.clientlog import ClientLog
 
         client_log = _setup_logging(args.log_level, None, ClientLog)
         server.client_log = client_log if isinstance(client_log, ClientLog) else None

@@ -10,7 +10,6 @@ import io
 import json
 import logging
 import os
-import re
 import select
 import stat
 import sys
@@ -35,6 +34,8 @@ from suggest_ls import __version__
 from suggest_ls.backends.contract import LoadInfo
 from suggest_ls.completion.completer import MAX_DOCUMENT_CHARS, MAX_LINE_CHARS, Completer, CompletionRequest, Suggestion
 from suggest_ls.completion.stats import STALE_EMPTIED, UNREAD_SEND, Record, Recorder
+from suggest_ls.lsp.clientlog import ClientLog, apply_log_level
+from suggest_ls.lsp.convert import Change, bounded_reason, param_field, plain_change, plain_inline_result, uri_path
 from suggest_ls.lsp.document import Document, PositionError, units_len
 from suggest_ls.lsp.framing import (
     INTERNAL_ERROR,
@@ -46,7 +47,6 @@ from suggest_ls.lsp.framing import (
     FrameParser,
     check_message,
     decode_body,
-    encode,
     error_response,
     request_id,
     valid_id,
@@ -114,168 +114,6 @@ def _strict_str(value: Any, _type: Any) -> str:
     if not isinstance(value, str):
         raise ValueError("expected a string")
     return value
-
-
-Change = tuple[tuple[int, int, int, int] | None, str]
-
-
-def _plain_position(p: types.Position) -> dict[str, int]:
-    return {"line": p.line, "character": p.character}
-
-
-def _plain_inline_result(result: Any) -> dict[str, Any] | None:
-    """An InlineCompletionList of plain-text items as the JSON the typed converter writes; None for
-    any other result (the converter handles it)."""
-    if type(result) is not types.InlineCompletionList:
-        return None
-    items: list[dict[str, Any]] = []
-    for item in result.items:
-        if type(item.insert_text) is not str or item.filter_text is not None:
-            return None
-        out: dict[str, Any] = {"insertText": item.insert_text}
-        if item.range is not None:
-            out["range"] = {"start": _plain_position(item.range.start), "end": _plain_position(item.range.end)}
-        if item.command is not None:
-            c = item.command
-            out["command"] = {"title": c.title, "command": c.command}
-            if c.tooltip is not None:
-                out["command"]["tooltip"] = c.tooltip
-            if c.arguments is not None:
-                out["command"]["arguments"] = list(c.arguments)
-        items.append(out)
-    return {"items": items}
-
-
-def _plain_change(params: Any) -> tuple[str, int, list[Change]] | None:
-    """didChange params as plain values when they are exactly well-formed; None leaves the message to
-    the typed path, which reports what is wrong with it."""
-    if type(params) is not dict:
-        return None
-    doc, changes = params.get("textDocument"), params.get("contentChanges")
-    if type(doc) is not dict or type(changes) is not list:
-        return None
-    uri, version = doc.get("uri"), doc.get("version")
-    if type(uri) is not str or type(version) is not int:
-        return None
-    out: list[Change] = []
-    for change in changes:
-        if type(change) is not dict or type(text := change.get("text")) is not str:
-            return None
-        if "range" not in change:
-            out.append((None, text))
-            continue
-        r = change["range"]
-        start, end = (r.get("start"), r.get("end")) if type(r) is dict else (None, None)
-        if type(start) is not dict or type(end) is not dict:
-            return None
-        where = (start.get("line"), start.get("character"), end.get("line"), end.get("character"))
-        if any(type(n) is not int or n < 0 or n > 0x7FFFFFFF for n in where):
-            return None
-        out.append((where, text))  # type: ignore[arg-type]
-    return uri, version, out
-
-
-LOG_METHOD = "window/logMessage"
-
-
-def log_message_type(levelno: int) -> int:
-    """The ``window/logMessage`` type of a log level (debug lines as Log, which every client knows)."""
-    if levelno >= logging.ERROR:
-        return int(types.MessageType.Error)
-    if levelno >= logging.WARNING:
-        return int(types.MessageType.Warning)
-    if levelno >= logging.INFO:
-        return int(types.MessageType.Info)
-    return int(types.MessageType.Log)
-
-
-class ClientLog(logging.Handler):
-    """Log records as ``window/logMessage`` notifications with their level, so that an editor shows
-    levels as levels (VS Code shows every stderr line as an error); stdout still carries only the
-    protocol, as whole messages.
-
-    Records are formatted where the handler runs (the log thread); the event loop only writes the
-    framed messages, between the messages it handles, like any other notification. At most
-    ``MAX_PENDING`` wait for the loop; more are counted and reported as dropped. Before the loop
-    serves a client, and after writing to it failed, records go to ``fallback`` (stderr).
-    """
-
-    MAX_PENDING = 2000
-
-    def __init__(self, fallback: logging.Handler) -> None:
-        super().__init__()
-        self.fallback = fallback
-        self.setFormatter(logging.Formatter("%(name)s: %(message)s"))
-        self._guard = threading.Lock()
-        self._loop: asyncio.AbstractEventLoop | None = None
-        self._loop_thread = 0
-        self._write: Callable[[bytes], None] | None = None
-        self._pending: deque[tuple[int, str]] = deque()
-        self._scheduled = False
-        self._dropped = 0
-
-    def attach(self, write: Callable[[bytes], None]) -> None:
-        """Send records through ``write`` (a whole framed message a call); call on the serving loop."""
-        with self._guard:
-            self._loop = asyncio.get_running_loop()
-            self._loop_thread = threading.get_ident()
-            self._write = write
-
-    @property
-    def attached(self) -> bool:
-        """Whether records go to the client."""
-        return self._write is not None
-
-    def emit(self, record: logging.LogRecord) -> None:
-        """Queue the record for the loop (or hand it to the fallback when no client is served)."""
-        if self._write is None:
-            self.fallback.handle(record)
-            return
-        try:
-            text = self.format(record)
-        except Exception:
-            self.handleError(record)
-            return
-        with self._guard:
-            if len(self._pending) >= self.MAX_PENDING:
-                self._dropped += 1
-                return
-            self._pending.append((log_message_type(record.levelno), text))
-            if self._scheduled or self._loop is None:
-                return
-            self._scheduled = True
-            loop = self._loop
-        try:
-            loop.call_soon_threadsafe(self._send)
-        except RuntimeError:  # the loop has closed: flush() writes what waits
-            pass
-
-    def _send(self) -> None:
-        """Write every waiting record (on the loop, or at exit)."""
-        with self._guard:
-            items = list(self._pending)
-            self._pending.clear()
-            self._scheduled = False
-            dropped, self._dropped = self._dropped, 0
-            write = self._write
-        if dropped:
-            items.append(
-                (int(types.MessageType.Warning), f"{__name__}: {dropped} log lines dropped (the client lagged)")
-            )
-        if write is None:
-            return
-        for kind, text in items:
-            try:
-                write(encode({"jsonrpc": "2.0", "method": LOG_METHOD, "params": {"type": kind, "message": text}}))
-            except (OSError, ValueError):  # the client is gone: the rest goes to stderr
-                self._write = None
-                return
-
-    def flush(self) -> None:
-        """Write what waits when the loop cannot any more (``logging.shutdown`` at exit calls this)."""
-        loop = self._loop
-        if threading.get_ident() == self._loop_thread or loop is None or not loop.is_running():
-            self._send()
 
 
 class SuggestProtocol(LanguageServerProtocol):
@@ -347,7 +185,7 @@ class SuggestProtocol(LanguageServerProtocol):
         if not self._admit(obj):
             return
         if msg_id is None and obj.get("method") == types.TEXT_DOCUMENT_DID_CHANGE:
-            plain = _plain_change(obj.get("params"))
+            plain = plain_change(obj.get("params"))
             if plain is not None:  # every keystroke: no typed structuring, no pygls dispatch
                 self._server.change(*plain)  # type: ignore[attr-defined]
                 return
@@ -417,7 +255,7 @@ class SuggestProtocol(LanguageServerProtocol):
             if doc.version != version or self._server.documents.get(uri) is not doc:  # type: ignore[attr-defined]
                 log.info("no suggestion for %s: stale (v%d %s)", uri, version, STALE_EMPTIED)
                 result = attrs.evolve(result, items=[])
-        plain = _plain_inline_result(result) if error is None else None
+        plain = plain_inline_result(result) if error is None else None
         if plain is not None and plain["items"] and self._defer(msg_id, result, watched):
             return
         if plain is not None:  # every keystroke's answer: written as JSON without cattrs
@@ -949,9 +787,9 @@ def create_server(model_override: str = "") -> SuggestServer:
     @server.feature(types.INITIALIZE)
     def initialize(ls: SuggestServer, params: types.InitializeParams) -> None:
         folders = params.workspace_folders or []
-        ls.roots = [_uri_path(f.uri) for f in folders]
+        ls.roots = [uri_path(f.uri) for f in folders]
         if params.root_uri:
-            ls.roots.append(_uri_path(params.root_uri))
+            ls.roots.append(uri_path(params.root_uri))
         ls.apply_settings(params.initialization_options)
         if params.process_id:
             ls._watch_task = asyncio.ensure_future(_watch_parent(ls, params.process_id))
@@ -971,10 +809,10 @@ def create_server(model_override: str = "") -> SuggestServer:
 
     @server.feature(CURSOR_NOTIFICATION)
     def cursor_moved(ls: SuggestServer, params: Any) -> None:
-        document, position = _field(params, "textDocument"), _field(params, "position")
-        uri = _field(document, "uri") if document is not None else None
-        line = _field(position, "line") if position is not None else None
-        character = _field(position, "character") if position is not None else None
+        document, position = param_field(params, "textDocument"), param_field(params, "position")
+        uri = param_field(document, "uri") if document is not None else None
+        line = param_field(position, "line") if position is not None else None
+        character = param_field(position, "character") if position is not None else None
         if not isinstance(uri, str) or not all(
             isinstance(v, int) and not isinstance(v, bool) for v in (line, character)
         ):
@@ -1053,16 +891,16 @@ def create_server(model_override: str = "") -> SuggestServer:
 
     @server.feature(RELOAD_METHOD)
     async def reload_model(ls: SuggestServer, params: Any) -> dict[str, Any]:
-        return await ls.reload_model(_field(params, "model"))
+        return await ls.reload_model(param_field(params, "model"))
 
     @server.command(ACCEPTED_COMMAND)
     def accepted(ls: SuggestServer, *args: Any) -> bool:
-        offer = _field(args[0], "id") if args else None
+        offer = param_field(args[0], "id") if args else None
         return isinstance(offer, str) and ls.ops.acceptance.accept(offer)
 
     @server.feature(PARTIAL_ACCEPT_NOTIFICATION)
     def partially_accepted(ls: SuggestServer, params: Any) -> None:
-        offer, length = _field(params, "id"), _field(params, "acceptedLength")
+        offer, length = param_field(params, "id"), param_field(params, "acceptedLength")
         if isinstance(offer, str) and isinstance(length, int) and not isinstance(length, bool):
             ls.ops.acceptance.accept_partially(offer, length)
         else:
@@ -1095,35 +933,6 @@ def create_server(model_override: str = "") -> SuggestServer:
         ls.terminate(0 if ls.protocol.shutting_down else 1)
 
     return server
-
-
-def apply_log_level(level: str, default: int) -> None:
-    """The ``logLevel`` setting: the root logger's level ('' gives back ``default``, --log-level's)."""
-    root = logging.getLogger()
-    value = getattr(logging, level.upper(), None) if level else default
-    if isinstance(value, int):
-        root.setLevel(value)
-        logging.getLogger("pygls").setLevel(logging.DEBUG if value <= logging.DEBUG else logging.WARNING)
-        log.log(max(value, logging.INFO), "log level: %s", logging.getLevelName(value).lower())
-
-
-def _field(params: Any, name: str) -> Any:
-    """A field of custom-method params, whether pygls gives a dict or an object."""
-    if isinstance(params, dict):
-        return params.get(name)
-    return getattr(params, name, None)
-
-
-def _uri_path(uri: str) -> str:
-    from urllib.parse import unquote, urlparse
-
-    parsed = urlparse(uri)
-    return unquote(parsed.path) if parsed.scheme == "file" else uri
-
-
-def bounded_reason(reason: str) -> str:
-    """A reason without its numbers (versions, sizes, positions): outcome counters stay bounded."""
-    return re.sub(r"\d+", "N", re.sub(r"\s*\([^()]*\d[^()]*\)$", "", reason))
 
 
 def _alive(pid: int) -> bool:

@@ -71,7 +71,7 @@ def test_keystrokes_leave_nothing_behind_in_the_protocol(path, monkeypatch):
     from suggest_ls.lsp import server as server_module
 
     if path == "typed":
-        monkeypatch.setattr(server_module, "_plain_change", lambda params: None)
+        monkeypatch.setattr(server_module, "plain_change", lambda params: None)
 
     class Sink:
         def write(self, data: bytes) -> None:
