@@ -34,7 +34,7 @@ async def test_log_lines_reach_the_client_with_their_levels(client: LanguageClie
     )
     warning = await _logged(client, "didChange for a document that is not open")
     assert warning.type == types.MessageType.Warning
-    assert warning.message.startswith("suggest_ls.lsp.server: ")  # the editor adds time and level itself
+    assert warning.message.startswith("suggest_ls.lsp.protocol: ")  # the editor adds time and level itself
     assert not [m for m in client.log_messages if m.type == types.MessageType.Error]
 
 

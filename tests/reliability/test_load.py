@@ -68,10 +68,11 @@ def test_keystrokes_leave_nothing_behind_in_the_protocol(path, monkeypatch):
     Well-formed didChange takes a fast path past pygls; the typed path (every didChange the fast path
     does not take, and every didOpen/didClose) goes through pygls' dispatch, where the leak was.
     """
-    from suggest_ls.lsp import server as server_module
+    from suggest_ls.lsp import protocol as protocol_module
+    from suggest_ls.lsp.server import create_server
 
     if path == "typed":
-        monkeypatch.setattr(server_module, "plain_change", lambda params: None)
+        monkeypatch.setattr(protocol_module, "plain_change", lambda params: None)
 
     class Sink:
         def write(self, data: bytes) -> None:
@@ -80,7 +81,7 @@ def test_keystrokes_leave_nothing_behind_in_the_protocol(path, monkeypatch):
         def close(self) -> None:
             pass
 
-    server = server_module.create_server()
+    server = create_server()
     protocol = server.protocol
     protocol.set_writer(Sink())
 

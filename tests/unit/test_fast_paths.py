@@ -72,7 +72,7 @@ def test_a_suggestion_waits_for_input_already_sent_and_goes_out_checked_again(ca
 
     from suggest_ls.completion.stats import STALE_EMPTIED, UNREAD_SEND
 
-    caplog.set_level(logging.INFO, logger="suggest_ls.lsp.server")
+    caplog.set_level(logging.INFO, logger="suggest_ls.lsp.protocol")
 
     from suggest_ls.lsp.server import create_server
 
