@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from suggest_ls.lsp.server import create_server
+    from suggest_ls.lsp.features import create_server
     from suggest_ls.security import SecurityError, check_bind, load_token
 
     try:

@@ -1,12 +1,11 @@
 """The language server: the open documents, the settings and the model's state (through
-``suggest_ls.ops.operations``), suggestions for a position, warming the prompt where the user is,
-and the LSP methods it answers (``create_server``)."""
+``suggest_ls.ops.operations``), suggestions for a position, and warming the prompt where the user is.
+The methods it answers are registered by ``suggest_ls.lsp.features``."""
 
 from __future__ import annotations
 
 import asyncio
 import dataclasses
-import hashlib
 import logging
 import os
 import uuid
@@ -21,8 +20,8 @@ from suggest_ls.completion.completer import MAX_DOCUMENT_CHARS, MAX_LINE_CHARS, 
 from suggest_ls.completion.stats import Record, Recorder
 from suggest_ls.lsp import transport
 from suggest_ls.lsp.clientlog import ClientLog, apply_log_level
-from suggest_ls.lsp.convert import Change, bounded_reason, param_field, uri_path
-from suggest_ls.lsp.document import Document, PositionError, units_len
+from suggest_ls.lsp.convert import Change, bounded_reason
+from suggest_ls.lsp.document import Document, PositionError
 from suggest_ls.lsp.protocol import SuggestProtocol
 from suggest_ls.ops.operations import Operations
 from suggest_ls.settings import Settings, resolve
@@ -35,14 +34,6 @@ REFRESH_CAPABILITY = "suggestRefresh"  # in the client's experimental capabiliti
 # arriving meanwhile makes it moot.
 WARM_CURSOR_S, WARM_EDIT_S = 0.15, 0.4
 _MESSAGE_TYPES = {"error": types.MessageType.Error, "warning": types.MessageType.Warning}
-# The inline item's command: arguments [{"id", "uri", "length"}]; editors run it when the item is accepted.
-ACCEPTED_COMMAND = "suggestLs.accepted"
-# Partial acceptance (word/line at a time): params {"id", "acceptedLength"}.
-PARTIAL_ACCEPT_NOTIFICATION = "suggest/didPartiallyAccept"
-DOCUMENT_STATE_METHOD = "suggest/documentState"
-CURSOR_NOTIFICATION = "suggest/didMoveCursor"
-STATUS_METHOD = "suggest/status"
-RELOAD_METHOD = "suggest/reloadModel"
 
 
 class SuggestServer(LanguageServer):
@@ -353,205 +344,3 @@ class SuggestServer(LanguageServer):
             return
         offset = min(max(0, offset), len(doc))
         completer.warm(CompletionRequest(uri, version, doc.text, offset, doc.language_id, False))
-
-
-def acceptance_command(ls: SuggestServer, uri: str, text: str, offset: int = -1) -> types.Command:
-    """The command an editor runs when it accepts a suggestion (counted for the acceptance rate)."""
-    offer = ls.ops.acceptance.offer(uri, len(text), offset, text)
-    return types.Command(
-        title="suggest-ls: suggestion accepted",
-        command=ACCEPTED_COMMAND,
-        arguments=[{"id": offer, "uri": uri, "length": len(text)}],
-    )
-
-
-def accepted(ls: SuggestServer, *args: Any) -> bool:
-    """The editor accepted the suggestion offered as ``args[0].id``."""
-    offer = param_field(args[0], "id") if args else None
-    return isinstance(offer, str) and ls.ops.acceptance.accept(offer)
-
-
-def partially_accepted(ls: SuggestServer, params: Any) -> None:
-    """The editor accepted the first ``acceptedLength`` characters of a suggestion."""
-    offer, length = param_field(params, "id"), param_field(params, "acceptedLength")
-    if isinstance(offer, str) and isinstance(length, int) and not isinstance(length, bool):
-        ls.ops.acceptance.accept_partially(offer, length)
-    else:
-        log.warning("%s needs {id: string, acceptedLength: integer}", PARTIAL_ACCEPT_NOTIFICATION)
-
-
-def initialize(ls: SuggestServer, params: types.InitializeParams) -> None:
-    """Take the workspace folders and the initialization options; watch the editor process."""
-    folders = params.workspace_folders or []
-    ls.roots = [uri_path(f.uri) for f in folders]
-    if params.root_uri:
-        ls.roots.append(uri_path(params.root_uri))
-    ls.apply_settings(params.initialization_options)
-    if params.process_id:
-        ls.watch_parent(params.process_id)
-
-
-async def initialized(ls: SuggestServer, params: types.InitializedParams) -> None:
-    """Start loading the model."""
-    ls.start_loading()
-
-
-async def shutdown(ls: SuggestServer, params: Any) -> None:
-    """Stop the engine between decode steps."""
-    if ls.engine:
-        # answer within 0.3 s even if a step runs longer (exit then ends it)
-        await asyncio.to_thread(ls.engine.close, 0.3)
-
-
-def exit_(ls: SuggestServer, params: Any) -> None:
-    """End the process: code 0 after ``shutdown``, else 1."""
-    ls.terminate(0 if ls.protocol.shutting_down else 1)
-
-
-def did_open(ls: SuggestServer, params: types.DidOpenTextDocumentParams) -> None:
-    """Open the document."""
-    item = params.text_document
-    ls.open(item.uri, item.text, item.version, item.language_id)
-
-
-def did_change(ls: SuggestServer, params: types.DidChangeTextDocumentParams) -> None:
-    """Apply a didChange that took the typed path (the protocol hands well-formed ones over directly)."""
-    changes: list[Change] = []
-    for change in params.content_changes:
-        if isinstance(change, types.TextDocumentContentChangePartial):
-            r = change.range
-            changes.append(((r.start.line, r.start.character, r.end.line, r.end.character), change.text))
-        else:
-            changes.append((None, change.text))
-    ls.change(params.text_document.uri, params.text_document.version, changes)
-
-
-def did_close(ls: SuggestServer, params: types.DidCloseTextDocumentParams) -> None:
-    """Close the document."""
-    ls.close(params.text_document.uri)
-
-
-def document_state(ls: SuggestServer, params: Any) -> dict[str, Any] | None:
-    """The server's copy of a document as a hash, to check that client and server agree."""
-    uri = params.get("uri") if isinstance(params, dict) else getattr(params, "uri", None)
-    doc = ls.documents.get(uri) if isinstance(uri, str) else None
-    if doc is None:
-        return None
-    return {
-        "uri": doc.uri,
-        "version": doc.version,
-        "length": len(doc.text),
-        "lines": doc.line_count,
-        "sha256": hashlib.sha256(doc.text.encode("utf-8", "surrogatepass")).hexdigest(),
-        "outOfSync": doc.out_of_sync,
-    }
-
-
-def cursor_moved(ls: SuggestServer, params: Any) -> None:
-    """Warm the prompt where the cursor is."""
-    document, position = param_field(params, "textDocument"), param_field(params, "position")
-    uri = param_field(document, "uri") if document is not None else None
-    line = param_field(position, "line") if position is not None else None
-    character = param_field(position, "character") if position is not None else None
-    if not isinstance(uri, str) or not all(isinstance(v, int) and not isinstance(v, bool) for v in (line, character)):
-        log.warning("%s needs {textDocument: {uri}, position: {line, character}}", CURSOR_NOTIFICATION)
-        return
-    doc = ls.documents.get(uri)
-    if doc is None:
-        return
-    try:
-        offset = doc.offset(line, character, strict=True)  # type: ignore[arg-type]
-    except PositionError as exc:
-        log.debug("%s for %s: %s", CURSOR_NOTIFICATION, uri, exc)
-        return
-    ls.schedule_warm(uri, offset, WARM_CURSOR_S)
-
-
-def edit_range(doc: Document, position: types.Position, suggestion: Suggestion) -> types.Range:
-    """The range a suggestion replaces: the cursor plus the closers it covers."""
-    line = doc.line(position.line) if position.line < doc.line_count else ""
-    start_index = doc.offset(position.line, position.character) - doc.offset(position.line, 0)
-    covered = line[start_index : start_index + suggestion.replace]
-    end = types.Position(position.line, position.character + units_len(covered, doc.encoding))
-    return types.Range(start=position, end=end)
-
-
-async def inline_completion(ls: SuggestServer, params: types.InlineCompletionParams) -> types.InlineCompletionList:
-    """The suggestion as one inline item (none when there is no suggestion)."""
-    manual = params.context.trigger_kind == types.InlineCompletionTriggerKind.Invoked
-    got = await ls.suggest(params.text_document.uri, params.position, manual)
-    if got is None or not got[1].text:
-        return types.InlineCompletionList(items=[])
-    doc, suggestion = got
-    item = types.InlineCompletionItem(
-        insert_text=suggestion.text,
-        range=edit_range(doc, params.position, suggestion),
-        command=acceptance_command(
-            ls, params.text_document.uri, suggestion.text, doc.offset(params.position.line, params.position.character)
-        ),
-    )
-    return types.InlineCompletionList(items=[item])
-
-
-async def completion(ls: SuggestServer, params: types.CompletionParams) -> types.CompletionList:
-    """The suggestion as one completion item, for clients without inline completion."""
-    manual = params.context is None or params.context.trigger_kind == types.CompletionTriggerKind.Invoked
-    got = await ls.suggest(params.text_document.uri, params.position, manual)
-    if got is None or not got[1].text:
-        return types.CompletionList(is_incomplete=True, items=[])
-    doc, suggestion = got
-    first = suggestion.text.split("\n", 1)[0].strip() or suggestion.text.strip()
-    item = types.CompletionItem(
-        label=first[:80],
-        kind=types.CompletionItemKind.Text,
-        detail="suggest-ls",
-        filter_text=doc.line(params.position.line)[
-            : doc.offset(params.position.line, params.position.character) - doc.offset(params.position.line, 0)
-        ]
-        + suggestion.text,
-        text_edit=types.TextEdit(range=edit_range(doc, params.position, suggestion), new_text=suggestion.text),
-        insert_text_format=types.InsertTextFormat.PlainText,
-        sort_text="0",
-        command=acceptance_command(ls, params.text_document.uri, suggestion.text),
-    )
-    return types.CompletionList(is_incomplete=True, items=[item])
-
-
-def did_change_configuration(ls: SuggestServer, params: types.DidChangeConfigurationParams) -> None:
-    """Apply the new settings (a model swap, disable or re-enable included)."""
-    ls.apply_settings(params.settings)
-
-
-def status(ls: SuggestServer, params: Any) -> dict[str, Any]:
-    """The server's state for ``suggest/status``."""
-    return ls.ops.status()
-
-
-async def reload_model(ls: SuggestServer, params: Any) -> dict[str, Any]:
-    """Switch to ``params.model`` (or reload the current settings)."""
-    return await ls.reload_model(param_field(params, "model"))
-
-
-def create_server(model_override: str = "") -> SuggestServer:
-    """Build the server with all its LSP features registered."""
-    server = SuggestServer(model_override)
-    server.feature(types.INITIALIZE)(initialize)
-    server.feature(types.INITIALIZED)(initialized)
-    server.feature(types.SHUTDOWN)(shutdown)
-    server.feature(types.EXIT)(exit_)
-    server.feature(types.TEXT_DOCUMENT_DID_OPEN)(did_open)
-    server.feature(types.TEXT_DOCUMENT_DID_CHANGE)(did_change)
-    server.feature(types.TEXT_DOCUMENT_DID_CLOSE)(did_close)
-    server.feature(DOCUMENT_STATE_METHOD)(document_state)
-    server.feature(CURSOR_NOTIFICATION)(cursor_moved)
-    server.feature(types.TEXT_DOCUMENT_INLINE_COMPLETION, types.InlineCompletionOptions())(inline_completion)
-    server.feature(
-        types.TEXT_DOCUMENT_COMPLETION,
-        types.CompletionOptions(trigger_characters=[".", "(", "="], resolve_provider=False),
-    )(completion)
-    server.feature(types.WORKSPACE_DID_CHANGE_CONFIGURATION)(did_change_configuration)
-    server.feature(STATUS_METHOD)(status)
-    server.feature(RELOAD_METHOD)(reload_model)
-    server.command(ACCEPTED_COMMAND)(accepted)
-    server.feature(PARTIAL_ACCEPT_NOTIFICATION)(partially_accepted)
-    return server

@@ -69,7 +69,7 @@ def test_keystrokes_leave_nothing_behind_in_the_protocol(path, monkeypatch):
     does not take, and every didOpen/didClose) goes through pygls' dispatch, where the leak was.
     """
     from suggest_ls.lsp import protocol as protocol_module
-    from suggest_ls.lsp.server import create_server
+    from suggest_ls.lsp.features import create_server
 
     if path == "typed":
         monkeypatch.setattr(protocol_module, "plain_change", lambda params: None)

@@ -231,7 +231,7 @@ def _free_port() -> int:
 
 
 def test_the_authentication_timeout_is_ten_seconds_by_default():
-    from suggest_ls.lsp.server import create_server
+    from suggest_ls.lsp.features import create_server
     from suggest_ls.lsp.transport import AUTH_TIMEOUT_S
 
     assert AUTH_TIMEOUT_S == 10.0
@@ -242,7 +242,7 @@ async def test_a_client_that_does_not_authenticate_in_time_is_disconnected(caplo
     import asyncio
     import logging
 
-    from suggest_ls.lsp.server import create_server
+    from suggest_ls.lsp.features import create_server
     from suggest_ls.lsp.transport import serve_tcp
 
     server = create_server()

@@ -74,7 +74,7 @@ def test_a_suggestion_waits_for_input_already_sent_and_goes_out_checked_again(ca
 
     caplog.set_level(logging.INFO, logger="suggest_ls.lsp.protocol")
 
-    from suggest_ls.lsp.server import create_server
+    from suggest_ls.lsp.features import create_server
 
     ls = create_server()
     writer = RecordingWriter()
