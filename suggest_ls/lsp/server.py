@@ -53,8 +53,9 @@ from suggest_ls.lsp.framing import (
 )
 from suggest_ls.lsp.lograte import LogLimiter
 from suggest_ls.ops.operations import Operations
+from suggest_ls.ops.status import to_wire
 from suggest_ls.security import token_matches
-from suggest_ls.settings import SECTION, Settings, resolve
+from suggest_ls.settings import SECTION, Settings, SettingsStore, resolve
 
 log = logging.getLogger(__name__)
 STATUS_METHOD = "suggest/status"
@@ -546,7 +547,7 @@ class SuggestServer(LanguageServer):
         self.settings = Settings()
         self.model_override = model_override
         self.recorder = Recorder()
-        self.ops = Operations(self, self.recorder, model_override)
+        self.ops = Operations(self, self.recorder, SettingsStore(self.settings), model_override)
         self.roots: list[str] = []
         self._load_task: asyncio.Future[Any] | None = None
         self._watch_task: asyncio.Future[None] | None = None
@@ -724,8 +725,7 @@ class SuggestServer(LanguageServer):
         old = self.settings
         if isinstance(model, str) and model != old.model:
             self.settings = dataclasses.replace(old, model=model)
-            self.ops.apply(old, self.settings, started=False)
-        return await self.ops.load("suggest/reloadModel", force=True)
+        return await self.ops.reload_model(model)
 
     def _client_follows_refresh(self) -> bool:
         """The client declared ``experimental.suggestRefresh``: it asks again on ``suggest/refresh``."""
@@ -795,11 +795,11 @@ class SuggestServer(LanguageServer):
         old, self.settings = self.settings, new
         if new.log_level != old.log_level:
             apply_log_level(new.log_level, self._start_log_level)
-        self.ops.apply(old, new, started=self._load_task is not None)
+        self.ops.apply(new)
 
     def status(self) -> dict[str, Any]:
         """The server's state for ``suggest/status``."""
-        return self.ops.status()
+        return to_wire(self.ops.status())
 
     def acceptance_command(self, uri: str, text: str, offset: int = -1) -> types.Command:
         """The command an editor runs when it accepts a suggestion (counted for the acceptance rate)."""
