@@ -194,27 +194,18 @@ def _start_health(server: object, where: str, token: str = "") -> None:
 
 
 async def _load(model: str, settings_raw: dict[str, object]):  # type: ignore[no-untyped-def]
-    from suggest_ls.backends.engine import Engine, EngineConfig
+    from suggest_ls.backends.engine import Engine
     from suggest_ls.backends.models import resolve_model
     from suggest_ls.completion.completer import Completer
     from suggest_ls.completion.prompt import detect_template
+    from suggest_ls.ops.lifecycle import engine_config
     from suggest_ls.settings import resolve
 
     settings, messages = resolve(settings_raw)
     for m in messages:
         print(f"warning: {m}", file=sys.stderr)
     choice = resolve_model(model or settings.model)
-    engine = Engine(
-        EngineConfig(
-            choice.path,
-            context_size=settings.context_size,
-            parallel=settings.parallel,
-            threads=settings.threads,
-            gpu_layers=settings.gpu_layers,
-            batch_window_ms=settings.batch_window_ms,
-            draft_tokens=settings.draft_tokens,
-        )
-    ).start()
+    engine = Engine(engine_config(settings, choice.path)).start()
     info = await asyncio.wrap_future(engine.ready)
     template = detect_template(info.model, settings.template)
     completer = Completer(engine, template, settings)

@@ -24,7 +24,7 @@ from suggest_ls.lsp.convert import Change, bounded_reason
 from suggest_ls.lsp.document import Document, PositionError
 from suggest_ls.lsp.protocol import SuggestProtocol
 from suggest_ls.ops.operations import Operations
-from suggest_ls.settings import Settings, resolve
+from suggest_ls.settings import Settings, SettingsStore, resolve
 
 log = logging.getLogger(__name__)
 STATUS_NOTIFICATION = "suggest/didChangeStatus"
@@ -50,7 +50,7 @@ class SuggestServer(LanguageServer):
         self.settings = Settings()
         self.model_override = model_override
         self.recorder = Recorder()
-        self.ops = Operations(self, self.recorder, model_override)
+        self.ops = Operations(self, self.recorder, SettingsStore(self.settings), model_override)
         self.roots: list[str] = []
         self._load_task: asyncio.Future[Any] | None = None
         self._watch_task: asyncio.Future[None] | None = None
@@ -133,8 +133,7 @@ class SuggestServer(LanguageServer):
         old = self.settings
         if isinstance(model, str) and model != old.model:
             self.settings = dataclasses.replace(old, model=model)
-            self.ops.apply(old, self.settings, started=False)
-        return await self.ops.load("suggest/reloadModel", force=True)
+        return await self.ops.reload_model(model)
 
     def _client_follows_refresh(self) -> bool:
         """The client declared ``experimental.suggestRefresh``: it asks again on ``suggest/refresh``."""
@@ -204,7 +203,7 @@ class SuggestServer(LanguageServer):
         old, self.settings = self.settings, new
         if new.log_level != old.log_level:
             apply_log_level(new.log_level, self._start_log_level)
-        self.ops.apply(old, new, started=self._load_task is not None)
+        self.ops.apply(new)
 
     # ----- documents -----
     def open(self, uri: str, text: str, version: int, language_id: str) -> None:

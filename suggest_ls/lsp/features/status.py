@@ -7,6 +7,7 @@ from typing import Any
 
 from suggest_ls.lsp.convert import param_field
 from suggest_ls.lsp.server import SuggestServer
+from suggest_ls.ops.status import to_wire
 
 STATUS_METHOD = "suggest/status"
 RELOAD_METHOD = "suggest/reloadModel"
@@ -14,7 +15,7 @@ RELOAD_METHOD = "suggest/reloadModel"
 
 def status(ls: SuggestServer, params: Any) -> dict[str, Any]:
     """The server's state for ``suggest/status``."""
-    return ls.ops.status()
+    return to_wire(ls.ops.status())
 
 
 async def reload_model(ls: SuggestServer, params: Any) -> dict[str, Any]:
