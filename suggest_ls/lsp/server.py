@@ -33,7 +33,8 @@ from pygls.protocol.language_server import lsp_method
 
 from suggest_ls import __version__
 from suggest_ls.backends.contract import LoadInfo
-from suggest_ls.completion.completer import MAX_DOCUMENT_CHARS, MAX_LINE_CHARS, Completer, CompletionRequest, Suggestion
+from suggest_ls.completion.completer import MAX_DOCUMENT_CHARS, MAX_LINE_CHARS, Completer
+from suggest_ls.completion.request import CompletionRequest, Suggestion
 from suggest_ls.completion.stats import STALE_EMPTIED, UNREAD_SEND, Record, Recorder
 from suggest_ls.lsp.document import Document, PositionError, units_len
 from suggest_ls.lsp.framing import (
