@@ -215,8 +215,8 @@ async def _load(model: str, settings_raw: dict[str, object]):  # type: ignore[no
 
 async def _complete(args: argparse.Namespace) -> int:
     from suggest_ls.backends.models import ModelError
-    from suggest_ls.completion.completer import CompletionRequest
     from suggest_ls.completion.prompt import build_prompt
+    from suggest_ls.completion.request import CompletionRequest
     from suggest_ls.lsp.document import Document
     from suggest_ls.settings import parse_pairs
 
@@ -323,7 +323,7 @@ async def _complete(args: argparse.Namespace) -> int:
 async def _check(args: argparse.Namespace) -> int:
     from suggest_ls.backends.device import gpu_memory
     from suggest_ls.backends.models import ModelError
-    from suggest_ls.completion.completer import CompletionRequest
+    from suggest_ls.completion.request import CompletionRequest
 
     t0 = time.perf_counter()
     try:

@@ -16,7 +16,8 @@ from pygls.lsp.server import LanguageServer
 
 from suggest_ls import __version__
 from suggest_ls.backends.contract import LoadInfo
-from suggest_ls.completion.completer import MAX_DOCUMENT_CHARS, MAX_LINE_CHARS, Completer, CompletionRequest, Suggestion
+from suggest_ls.completion.completer import MAX_DOCUMENT_CHARS, MAX_LINE_CHARS, Completer
+from suggest_ls.completion.request import CompletionRequest, Suggestion
 from suggest_ls.completion.stats import Record, Recorder
 from suggest_ls.lsp import transport
 from suggest_ls.lsp.clientlog import ClientLog, apply_log_level

@@ -15,8 +15,9 @@ import pytest
 
 from suggest_ls.backends.contract import ModelInfo
 from suggest_ls.backends.engine import Engine
-from suggest_ls.completion.completer import Completer, CompletionRequest
+from suggest_ls.completion.completer import Completer
 from suggest_ls.completion.prompt import detect_template
+from suggest_ls.completion.request import CompletionRequest
 from suggest_ls.settings import Settings
 
 HEAD = "".join(f"def helper_{i}(value):\n    return value * {i}\n\n" for i in range(40))

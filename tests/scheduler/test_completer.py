@@ -10,8 +10,9 @@ from dataclasses import dataclass, field
 
 from suggest_ls.backends.contract import GenRequest, GenResult
 from suggest_ls.backends.engine import Engine
-from suggest_ls.completion.completer import Completer, CompletionRequest, adaptive_debounce
+from suggest_ls.completion.completer import Completer, adaptive_debounce
 from suggest_ls.completion.prompt import FAMILIES, detect_template
+from suggest_ls.completion.request import CompletionRequest
 from suggest_ls.settings import resolve
 
 FUNC = "def area(width, height):\n    return "
@@ -219,7 +220,7 @@ class CappedEngine(SlowEngine):
 
 
 async def test_a_line_cut_by_the_token_cap_is_never_shown():
-    from suggest_ls.completion.completer import CAPPED
+    from suggest_ls.completion.clean import CAPPED
 
     got = await completer(CappedEngine(capped=True), debounceMs=0, minConfidence=0).complete(req(1))
     assert not got.text and got.reason == CAPPED

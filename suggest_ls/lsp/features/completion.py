@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from lsprotocol import types
 
-from suggest_ls.completion.completer import Suggestion
+from suggest_ls.completion.request import Suggestion
 from suggest_ls.lsp.document import Document, units_len
 from suggest_ls.lsp.features.acceptance import acceptance_command
 from suggest_ls.lsp.server import SuggestServer
