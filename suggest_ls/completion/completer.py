@@ -83,6 +83,10 @@ class Completer:
         self.last_raw = ""
         self.warmed: deque[tuple[str, int]] = deque(maxlen=256)  # (outcome, tokens evaluated) of warm jobs
 
+    def settings_changed(self, old: Settings, new: Settings) -> None:
+        """A settings subscriber: later requests follow ``new``."""
+        self.settings = new
+
     def forget(self, uri: str) -> None:
         """Drop per-document state (the document was closed)."""
         state = self._docs.pop(uri, None)

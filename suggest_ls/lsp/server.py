@@ -5,7 +5,6 @@ The methods it answers are registered by ``suggest_ls.lsp.features``."""
 from __future__ import annotations
 
 import asyncio
-import dataclasses
 import logging
 import os
 import uuid
@@ -25,7 +24,7 @@ from suggest_ls.lsp.convert import Change, bounded_reason
 from suggest_ls.lsp.document import Document, PositionError
 from suggest_ls.lsp.protocol import SuggestProtocol
 from suggest_ls.ops.operations import Operations
-from suggest_ls.settings import Settings, SettingsStore, resolve
+from suggest_ls.settings import Settings, SettingsStore
 
 log = logging.getLogger(__name__)
 STATUS_NOTIFICATION = "suggest/didChangeStatus"
@@ -48,10 +47,12 @@ class SuggestServer(LanguageServer):
         super().__init__("suggest-ls", __version__, protocol_cls=SuggestProtocol)
         self.protocol.host = self
         self.documents: dict[str, Document] = {}
-        self.settings = Settings()
+        # The one owner of the settings: the parts that care subscribe to it (ops, the completer, the log level).
+        self.store = SettingsStore()
+        self.store.subscribe(self._settings_changed)
         self.model_override = model_override
         self.recorder = Recorder()
-        self.ops = Operations(self, self.recorder, SettingsStore(self.settings), model_override)
+        self.ops = Operations(self, self.recorder, self.store, model_override)
         self.roots: list[str] = []
         self._load_task: asyncio.Future[Any] | None = None
         self._watch_task: asyncio.Future[None] | None = None
@@ -131,9 +132,6 @@ class SuggestServer(LanguageServer):
 
     async def reload_model(self, model: Any = None) -> dict[str, Any]:
         """``suggest/reloadModel``: switch to ``model`` (or reload the current settings) without a gap."""
-        old = self.settings
-        if isinstance(model, str) and model != old.model:
-            self.settings = dataclasses.replace(old, model=model)
         return await self.ops.reload_model(model)
 
     def _client_follows_refresh(self) -> bool:
@@ -195,16 +193,21 @@ class SuggestServer(LanguageServer):
         except Exception as exc:
             log.debug("message not sent: %s", exc)
 
+    @property
+    def settings(self) -> Settings:
+        """The settings in force (owned by ``store``)."""
+        return self.store.current
+
     def apply_settings(self, raw: Any) -> None:
-        """Resolve raw client settings; swap, disable or re-enable the model when needed."""
-        new, messages = resolve(raw if isinstance(raw, dict) else None, self.settings)
-        for message in messages:
+        """Take raw client settings: the store resolves them and tells its subscribers (ops swaps,
+        disables or re-enables the model when needed); ignored options are shown to the user."""
+        for message in self.store.update(raw if isinstance(raw, dict) else None):
             log.warning("%s", message)
             self.show("warning", f"suggest-ls: {message}")
-        old, self.settings = self.settings, new
+
+    def _settings_changed(self, old: Settings, new: Settings) -> None:
         if new.log_level != old.log_level:
             apply_log_level(new.log_level, self._start_log_level)
-        self.ops.apply(new)
 
     # ----- documents -----
     def open(self, uri: str, text: str, version: int, language_id: str) -> None:

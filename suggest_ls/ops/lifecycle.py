@@ -195,6 +195,7 @@ class Lifecycle:
         self.backend, self.load_info, self._loaded_key = backend, info, key
         if self.completer is None:
             self.completer = Completer(self.proxy, template, s, self.recorder)
+            self.store.subscribe(self.completer.settings_changed)
         else:
             self.completer.template = template
         self.completer.fast_device = info.gpu_layers > 0 or info.device.startswith("remote")

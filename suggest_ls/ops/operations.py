@@ -116,16 +116,10 @@ class Operations:
         self.life.shutdown(timeout)
 
     # ----- settings -----
-    def apply(self, new: Settings) -> None:
-        """Take settings from a caller that still resolves them itself: they go through the store, whose
-        subscribers (this object among them) hear of the change."""
-        self.store.set(new)
-
     def _settings_changed(self, old: Settings, new: Settings) -> None:
         """Update the completer; once loading started, swap, disable or re-enable the model as needed."""
         life = self.life
-        if life.completer is not None:
-            life.completer.settings = new
+        if life.completer is not None:  # the completer takes the new settings itself (it subscribes)
             life.completer.template = detect_template(
                 life.load_info.model if life.load_info else ModelInfo(), new.template
             )

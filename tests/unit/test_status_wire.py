@@ -124,7 +124,7 @@ def test_settings_reach_operations_through_the_store():
     ops = _ops()
     seen: list[Settings] = []
     ops.store.subscribe(lambda _old, new: seen.append(new))
-    ops.apply(Settings(enabled=False))
+    ops.store.set(Settings(enabled=False))
     assert seen == [Settings(enabled=False)]
     assert ops.store.current.enabled is False
     assert to_wire(ops.status())["enabled"] is False
