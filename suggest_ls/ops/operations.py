@@ -19,7 +19,8 @@ from typing import Any, Protocol
 from suggest_ls import __version__
 from suggest_ls.backends.contract import LoadInfo, ModelInfo
 from suggest_ls.backends.device import GpuMemory, gpu_memory
-from suggest_ls.backends.engine import Engine, EngineConfig
+from suggest_ls.backends.llama.engine import Engine
+from suggest_ls.backends.llama.loading import EngineConfig
 from suggest_ls.backends.models import ModelError, resolve_model
 from suggest_ls.backends.remote import RemoteBackend, RemoteConfig
 from suggest_ls.backends.switchable import SMOKE_PROMPT, Closable, SwitchableBackend, smoke, warm_up

@@ -10,7 +10,7 @@ from concurrent.futures import Future
 import pytest
 
 from suggest_ls.backends.contract import GenRequest, GenResult
-from suggest_ls.backends.engine import Engine
+from suggest_ls.backends.llama.engine import Engine
 from suggest_ls.completion import syntax
 from suggest_ls.completion.completer import Completer, CompletionRequest
 from suggest_ls.completion.prompt import FAMILIES

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from suggest_ls.backends.contract import ModelInfo
-from suggest_ls.backends.engine import Engine
+from suggest_ls.backends.llama.engine import Engine
 from suggest_ls.completion.completer import Completer, CompletionRequest
 from suggest_ls.completion.prompt import detect_template
 from suggest_ls.settings import Settings

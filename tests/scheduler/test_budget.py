@@ -9,7 +9,7 @@ from concurrent.futures import Future
 import pytest
 
 from suggest_ls.backends.contract import GenRequest, GenResult, StopRule
-from suggest_ls.backends.engine import Engine
+from suggest_ls.backends.llama.engine import Engine
 from suggest_ls.completion.completer import PENDING, Completer, CompletionRequest, _whole_lines, whole_words
 from suggest_ls.completion.prompt import FAMILIES
 from suggest_ls.settings import resolve

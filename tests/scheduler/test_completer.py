@@ -9,7 +9,7 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from suggest_ls.backends.contract import GenRequest, GenResult
-from suggest_ls.backends.engine import Engine
+from suggest_ls.backends.llama.engine import Engine
 from suggest_ls.completion.completer import Completer, CompletionRequest, adaptive_debounce
 from suggest_ls.completion.prompt import FAMILIES, detect_template
 from suggest_ls.settings import resolve
