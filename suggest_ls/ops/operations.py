@@ -22,7 +22,8 @@ from suggest_ls.backends.device import GpuMemory, gpu_memory
 from suggest_ls.backends.llama.engine import Engine
 from suggest_ls.backends.llama.loading import EngineConfig
 from suggest_ls.backends.models import ModelError, resolve_model
-from suggest_ls.backends.remote import RemoteBackend, RemoteConfig
+from suggest_ls.backends.remote.backend import RemoteBackend
+from suggest_ls.backends.remote.client import RemoteConfig
 from suggest_ls.backends.switchable import SMOKE_PROMPT, Closable, SwitchableBackend, smoke, warm_up
 from suggest_ls.completion.completer import Completer
 from suggest_ls.completion.prompt import detect_template

@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from suggest_ls.backends.contract import GenRequest, StopRule
-from suggest_ls.backends.remote import RemoteBackend, RemoteConfig
+from suggest_ls.backends.remote.backend import RemoteBackend
+from suggest_ls.backends.remote.client import RemoteConfig
 from suggest_ls.backends.switchable import run_job
 
 from .conftest import free_port
