@@ -530,7 +530,7 @@ class Completer:
                 req, PENDING, started, engine_ms=(time.perf_counter() - started) * 1000 - waited, debounce_ms=waited
             )
         # the least probability of its tokens so far: the whole line's can only be lower
-        confidence = float(getattr(entry.job, "min_prob", 1.0))
+        confidence = entry.job.min_prob
         elapsed = (time.perf_counter() - started) * 1000
         floor = self.min_confidence()
         if floor and confidence < floor:
@@ -782,8 +782,7 @@ class Completer:
         s = self.settings
         if not s.candidates or s.rerank == "never":
             return False
-        scores = getattr(self.backend, "scores", None)
-        if callable(scores) and not scores():
+        if self.backend is not None and not self.backend.scores():
             return False  # a remote server that cannot score the code after the cursor (its backend logs why)
         if s.rerank == "always" or req.manual:
             return True
@@ -980,9 +979,8 @@ def whole_words(text: str) -> str:
 
 
 def _text_so_far(job: Handle) -> str:
-    """What a running job has generated so far ("" for backends that cannot tell)."""
-    text = getattr(job, "text", None)
-    return text() if callable(text) else ""
+    """What a running job has generated so far."""
+    return job.text()
 
 
 def _typed_on(shown: _Shown | None, req: CompletionRequest) -> str | None:

@@ -17,14 +17,14 @@ from pathlib import Path
 from typing import Any, Protocol
 
 from suggest_ls import __version__
-from suggest_ls.backends.contract import LoadInfo, ModelInfo
+from suggest_ls.backends.contract import Backend, LoadInfo, ModelInfo
 from suggest_ls.backends.device import GpuMemory, gpu_memory
 from suggest_ls.backends.llama.engine import Engine
 from suggest_ls.backends.llama.loading import EngineConfig
 from suggest_ls.backends.models import ModelError, resolve_model
 from suggest_ls.backends.remote.backend import RemoteBackend
 from suggest_ls.backends.remote.client import RemoteConfig
-from suggest_ls.backends.switchable import SMOKE_PROMPT, Closable, SwitchableBackend, smoke, warm_up
+from suggest_ls.backends.switchable import SMOKE_PROMPT, SwitchableBackend, smoke, warm_up
 from suggest_ls.completion.completer import Completer
 from suggest_ls.completion.prompt import detect_template
 from suggest_ls.completion.stats import Acceptance, Recorder
@@ -81,10 +81,10 @@ class RemoteDown(ModelError):
         self.backend = backend
 
 
-def _cap_threads(backend: Any, threads: int) -> None:
+def _cap_threads(backend: Backend | None, threads: int) -> None:
     """Cap an in-process engine's decode threads (0 lifts the cap); remote backends have none."""
-    if backend is not None and hasattr(backend, "thread_cap"):
-        backend.thread_cap = threads
+    if backend is not None:
+        backend.cap_threads(threads)
 
 
 class Operations:
@@ -99,7 +99,7 @@ class Operations:
         self.settings = Settings()
         self.roots: list[str] = []
         self.proxy = SwitchableBackend()
-        self.backend: Closable | None = None
+        self.backend: Backend | None = None
         self.completer: Completer | None = None
         self.load_info: LoadInfo | None = None
         self.model_why = ""  # why the default model was chosen ('' for a configured one)
@@ -205,7 +205,7 @@ class Operations:
         self.swap = {"phase": "loading", "from": previous or None, "to": target, "why": why, "at": time.time()}
         token = await self.host.progress_begin(f"loading {target}" if first else f"loading {target} beside {previous}")
         started = time.perf_counter()
-        backend: Closable | None = None
+        backend: Backend | None = None
         # While two models share the CPU, each decodes on half the cores: llama.cpp's threads spin
         # waiting for each other when oversubscribed, which made the serving model ~10x slower.
         share = 0 if first else max(1, (os.cpu_count() or 1) // 2)
@@ -261,7 +261,7 @@ class Operations:
         self.host.progress_end(token, f"ready ({info.device})")
         return {"ok": True, "model": name, "device": info.device, "ms": round(elapsed, 1), "swapped": old is not None}
 
-    async def _open(self, key: tuple[Any, ...]) -> tuple[Closable, LoadInfo]:
+    async def _open(self, key: tuple[Any, ...]) -> tuple[Backend, LoadInfo]:
         """Start the configured backend and wait until it is loaded (raises ModelError; RemoteDown when
         a remote server does not answer yet: its backend goes on probing and reports when it does)."""
         s = self.settings
@@ -510,7 +510,7 @@ class Operations:
             "layers": info.n_layers + 1 if info and info.n_layers else 0,
             "offload": info.offload_reason if info else None,
             "threads": info.threads if info else 0,
-            "threadsNow": int(getattr(self.backend, "stats", {}).get("threads", info.threads if info else 0)),
+            "threadsNow": int((self.backend.stats if self.backend else {}).get("threads", info.threads if info else 0)),
             "parallel": info.parallel if info else s.parallel,
             "contextPerSlot": info.n_ctx if info else 0,
             "prefillTokensPerSecond": round(info.prefill_tps, 1) if info else 0.0,
@@ -539,9 +539,9 @@ class Operations:
     def _remote_view(self) -> dict[str, Any] | None:
         """The remote endpoint's health and capabilities (None for the in-process engine)."""
         for backend in (self.backend, self._waiting[1] if self._waiting else None):
-            view = getattr(backend, "view", None)
-            if callable(view):
-                return dict(view())
+            view = backend.view() if backend is not None else None
+            if view is not None:
+                return dict(view)
         return None
 
     def snapshot_threadsafe(self, timeout: float = 2.0) -> dict[str, Any] | None:

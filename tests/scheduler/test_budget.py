@@ -8,7 +8,7 @@ from concurrent.futures import Future
 
 import pytest
 
-from suggest_ls.backends.contract import GenRequest, GenResult, StopRule
+from suggest_ls.backends.contract import BackendDefaults, GenRequest, GenResult, StopRule
 from suggest_ls.backends.llama.engine import Engine
 from suggest_ls.completion.completer import PENDING, Completer, CompletionRequest, _whole_lines, whole_words
 from suggest_ls.completion.prompt import FAMILIES
@@ -54,7 +54,7 @@ def test_whole_lines_of_a_block_stopped_by_its_budget(text, truncated, block, ke
     assert _whole_lines(GenResult(text, "done", truncated=truncated), block) == kept
 
 
-class Recording:
+class Recording(BackendDefaults):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.jobs: list[GenRequest] = []

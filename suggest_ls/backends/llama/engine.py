@@ -22,18 +22,18 @@ from collections import deque
 from collections.abc import Callable
 from concurrent.futures import Future
 
-from suggest_ls.backends.contract import GenRequest, GenResult, LoadInfo, should_stop
+from suggest_ls.backends.contract import Backend, BackendDefaults, GenRequest, GenResult, LoadInfo, should_stop
 from suggest_ls.backends.llama import sampling
 from suggest_ls.backends.llama.drafts import drafts_for
 from suggest_ls.backends.llama.loading import EngineConfig, LoadedModel, load
-from suggest_ls.backends.llama.slots import Job, Slot, is_idle, place
+from suggest_ls.backends.llama.slots import Job, Slot, idle_in_the_way, is_idle, place
 from suggest_ls.backends.llama.tuner import ThreadTuner
 from suggest_ls.backends.models import ModelError
 
 log = logging.getLogger(__name__)
 
 
-class Engine:
+class Engine(BackendDefaults):
     """Owns the model in one thread; jobs go in with ``submit`` and come out through callbacks."""
 
     def __init__(self, config: EngineConfig) -> None:
@@ -44,11 +44,16 @@ class Engine:
         self._stop = False
         self._expected = 0
         self._thread = threading.Thread(target=self._run, name="suggest-ls-engine", daemon=True)
-        self.stats = {"decode_calls": 0, "generated": 0, "evaluated": 0, "decode_s": 0.0, "errors": 0, "shifted": 0}
+        self.stats: dict[str, float] = {
+            "decode_calls": 0,
+            "generated": 0,
+            "evaluated": 0,
+            "decode_s": 0.0,
+            "errors": 0,
+            "shifted": 0,
+        }
         self._recent: deque[tuple[float, int, float]] = deque(maxlen=512)
-        # At most this many threads per step while set (0: no cap). Set from other threads, e.g. while a
-        # second model loads beside this one, so the two do not oversubscribe the cores (model swap).
-        self.thread_cap = 0
+        self._thread_cap = 0  # see ``cap_threads``
         # the engine thread's, from the load on
         self._lm: LoadedModel
         self._slots: list[Slot] = []
@@ -78,9 +83,14 @@ class Engine:
             self._expected = max(0, self._expected + delta)
             self._cond.notify()
 
-    def adopt_thread_choice(self, other: object) -> None:
+    def cap_threads(self, threads: int) -> None:
+        """At most ``threads`` threads per step from now on (0: no cap), e.g. while a second model loads
+        beside this one, so the two do not oversubscribe the cores (model swap)."""
+        self._thread_cap = threads
+
+    def adopt_thread_choice(self, other: Backend) -> None:
         """Start this engine's thread tuner from another engine's verdict (both share the same cores)."""
-        theirs = getattr(other, "_tuner", None) if isinstance(other, Engine) else None
+        theirs = other._tuner if isinstance(other, Engine) else None
         if self._tuner is not None and theirs is not None:
             self._tuner.adopt(theirs)
 
@@ -167,7 +177,10 @@ class Engine:
                 self._finish(job, "cancelled")
                 continue
             if not is_idle(job):
-                self._yield_idle(job)
+                for slot in idle_in_the_way(self._slots, job):  # what they evaluated stays cached
+                    idle, slot.job = slot.job, None
+                    assert idle is not None
+                    self._finish(idle, "cancelled")
             free = [s for s in self._slots if s.job is None]
             if not free:
                 keep.append(job)
@@ -179,19 +192,6 @@ class Engine:
                 log.exception("could not start a job")
                 self._finish(job, "error", str(exc))
         self._pending.extend(keep)
-
-    def _yield_idle(self, live: Job) -> None:
-        """Stop idle jobs a live job needs out of the way: its own document's (that slot holds its
-        prompt) and, when no slot is free, the oldest idle one. What they evaluated stays cached."""
-        idle = [s for s in self._slots if is_idle(s.job)]
-        taken = [s for s in idle if s.key == live.req.key]
-        if not taken and idle and all(s.job is not None for s in self._slots):
-            taken = idle[:1]
-        for slot in taken:
-            job = slot.job
-            assert job is not None
-            slot.job = None
-            self._finish(job, "cancelled")
 
     def _reap_cancelled(self) -> None:
         for slot in self._slots:
@@ -293,9 +293,9 @@ class Engine:
         """The thread count for a step of ``n`` tokens (set in llama.cpp), and whether the cap chose it."""
         lm = self._lm
         threads = self._tuner.pick(n) if self._tuner else (self.config.threads or lm.threads)
-        capped = 0 < self.thread_cap < threads
+        capped = 0 < self._thread_cap < threads
         if capped:
-            threads = self.thread_cap
+            threads = self._thread_cap
         if threads != lm.threads:
             lm.set_threads(threads)
             self.stats["threads"] = threads

@@ -108,6 +108,16 @@ def is_idle(job: Job | None) -> bool:
     return job is not None and job.req.priority < 0
 
 
+def idle_in_the_way(slots: list[Slot], live: Job) -> list[Slot]:
+    """The slots of the idle jobs a live job needs out of the way: its own document's (that slot holds
+    its prompt) and, when no slot is free, the oldest idle one."""
+    idle = [s for s in slots if is_idle(s.job)]
+    taken = [s for s in idle if s.key == live.req.key]
+    if not taken and idle and all(s.job is not None for s in slots):
+        taken = idle[:1]
+    return taken
+
+
 def _common_prefix(a: list[int], b: list[int]) -> int:
     n = min(len(a), len(b))
     i = 0

@@ -20,7 +20,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import replace
 from typing import Any
 
-from suggest_ls.backends.contract import GenRequest, GenResult, LoadInfo, ModelInfo
+from suggest_ls.backends.contract import BackendDefaults, GenRequest, GenResult, LoadInfo, ModelInfo
 from suggest_ls.backends.remote.client import Client, RemoteConfig, RemoteError, RemoteUnavailable, describe
 from suggest_ls.backends.remote.jobs import Cancelled, RemoteJob, completion_body, score_prompt, stream_completion
 from suggest_ls.backends.remote.probe import Capabilities, list_models, probe_capabilities, probe_score, score_body
@@ -28,7 +28,7 @@ from suggest_ls.backends.remote.probe import Capabilities, list_models, probe_ca
 log = logging.getLogger(__name__)
 
 
-class RemoteBackend:
+class RemoteBackend(BackendDefaults):
     """Sends completions to an OpenAI-compatible server from a pool of ``parallel`` worker threads.
 
     ``ready`` resolves with the first successful probe, or fails on an answer no retry can change
@@ -57,7 +57,7 @@ class RemoteBackend:
         self._closed = False
         self._score_probe: threading.Thread | None = None
         self._recent: deque[tuple[float, int, float]] = deque(maxlen=512)
-        self.stats = {"requests": 0, "errors": 0, "generated": 0, "reconnects": 0}
+        self.stats: dict[str, int] = {"requests": 0, "errors": 0, "generated": 0, "reconnects": 0}
 
     # ----- the Backend interface, any thread -----
     def start(self) -> RemoteBackend:
