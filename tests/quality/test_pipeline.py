@@ -247,7 +247,7 @@ async def test_when_candidates_are_reranked(engine, rerank, fast, manual, expect
 
 
 async def test_extra_context_stays_when_the_window_moves_until_it_is_old(engine, monkeypatch):
-    from suggest_ls import completer as completer_module
+    from suggest_ls.completion import completer as completer_module
 
     c, _ = make(engine, maxTokens=2)
     helper = "".join(f"def helper_{i}(value):\n    return value * {i}\n\n" for i in range(8))

@@ -68,7 +68,7 @@ def test_keystrokes_leave_nothing_behind_in_the_protocol(path, monkeypatch):
     Well-formed didChange takes a fast path past pygls; the typed path (every didChange the fast path
     does not take, and every didOpen/didClose) goes through pygls' dispatch, where the leak was.
     """
-    from suggest_ls import server as server_module
+    from suggest_ls.lsp import server as server_module
 
     if path == "typed":
         monkeypatch.setattr(server_module, "_plain_change", lambda params: None)
