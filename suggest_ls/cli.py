@@ -150,7 +150,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _serve(args: argparse.Namespace) -> int:
-    from suggest_ls.lsp.server import create_server
+    from suggest_ls.lsp.features import create_server
     from suggest_ls.security import SecurityError, check_bind, load_token
 
     try:
@@ -170,7 +170,7 @@ def _serve(args: argparse.Namespace) -> int:
         server.start_tcp(host, port, token)
         return 0
     if not args.log_file:  # the log goes to the editor (window/logMessage), levels and all
-        from suggest_ls.lsp.server import ClientLog
+        from suggest_ls.lsp.clientlog import ClientLog
 
         client_log = _setup_logging(args.log_level, None, ClientLog)
         server.client_log = client_log if isinstance(client_log, ClientLog) else None
@@ -195,27 +195,17 @@ def _start_health(server: object, where: str, token: str = "") -> None:
 
 async def _load(model: str, settings_raw: dict[str, object]):  # type: ignore[no-untyped-def]
     from suggest_ls.backends.llama.engine import Engine
-    from suggest_ls.backends.llama.loading import EngineConfig
     from suggest_ls.backends.models import resolve_model
     from suggest_ls.completion.completer import Completer
     from suggest_ls.completion.prompt import detect_template
+    from suggest_ls.ops.lifecycle import engine_config
     from suggest_ls.settings import resolve
 
     settings, messages = resolve(settings_raw)
     for m in messages:
         print(f"warning: {m}", file=sys.stderr)
     choice = resolve_model(model or settings.model)
-    engine = Engine(
-        EngineConfig(
-            choice.path,
-            context_size=settings.context_size,
-            parallel=settings.parallel,
-            threads=settings.threads,
-            gpu_layers=settings.gpu_layers,
-            batch_window_ms=settings.batch_window_ms,
-            draft_tokens=settings.draft_tokens,
-        )
-    ).start()
+    engine = Engine(engine_config(settings, choice.path)).start()
     info = await asyncio.wrap_future(engine.ready)
     template = detect_template(info.model, settings.template)
     completer = Completer(engine, template, settings)
@@ -225,8 +215,8 @@ async def _load(model: str, settings_raw: dict[str, object]):  # type: ignore[no
 
 async def _complete(args: argparse.Namespace) -> int:
     from suggest_ls.backends.models import ModelError
-    from suggest_ls.completion.completer import CompletionRequest
     from suggest_ls.completion.prompt import build_prompt
+    from suggest_ls.completion.request import CompletionRequest
     from suggest_ls.lsp.document import Document
     from suggest_ls.settings import parse_pairs
 
@@ -333,7 +323,7 @@ async def _complete(args: argparse.Namespace) -> int:
 async def _check(args: argparse.Namespace) -> int:
     from suggest_ls.backends.device import gpu_memory
     from suggest_ls.backends.models import ModelError
-    from suggest_ls.completion.completer import CompletionRequest
+    from suggest_ls.completion.request import CompletionRequest
 
     t0 = time.perf_counter()
     try:

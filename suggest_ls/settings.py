@@ -1,12 +1,16 @@
-"""Settings in two layers: raw camelCase options from the client, resolved into one frozen object."""
+"""Settings in two layers: raw camelCase options from the client, resolved into one frozen object,
+and the store that holds the current one and tells its subscribers of each change."""
 
 from __future__ import annotations
 
 import dataclasses
 import json
+import logging
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from typing import Any
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -380,6 +384,47 @@ def resolve(raw: Mapping[str, Any] | None, base: Settings = DEFAULTS) -> tuple[S
             continue
         changes[option.field] = coerced
     return dataclasses.replace(base, **changes), messages
+
+
+Subscriber = Callable[[Settings, Settings], None]
+
+
+class SettingsStore:
+    """The one owner of the current settings: ``update`` and ``set`` replace them, and each change is
+    told once to every subscriber as ``callback(old, new)``, in subscription order. A subscriber that
+    raises is logged; the others are still told."""
+
+    def __init__(self, initial: Settings = DEFAULTS) -> None:
+        self._current = initial
+        self._subscribers: list[Subscriber] = []
+
+    @property
+    def current(self) -> Settings:
+        """The settings in force now."""
+        return self._current
+
+    def subscribe(self, callback: Subscriber) -> None:
+        """Call ``callback(old, new)`` on every later change."""
+        self._subscribers.append(callback)
+
+    def update(self, raw: Mapping[str, Any] | None) -> list[str]:
+        """Resolve raw client options over the current settings and take the result; returns the
+        messages about options that were ignored (see ``resolve``)."""
+        new, messages = resolve(raw, self._current)
+        self.set(new)
+        return messages
+
+    def set(self, new: Settings) -> None:
+        """Take ``new`` as the current settings; subscribers are told when they differ from the old."""
+        old = self._current
+        if new == old:
+            return
+        self._current = new
+        for callback in list(self._subscribers):
+            try:
+                callback(old, new)
+            except Exception:
+                log.exception("settings subscriber %r failed", callback)
 
 
 def parse_pairs(items: list[str]) -> dict[str, Any]:

@@ -30,7 +30,7 @@ from typing import Any
 from suggest_ls.bench.common import Progress, machine, pcts, table, write_json
 from suggest_ls.bench.lspclient import Call, LspClient
 from suggest_ls.bench.typist import DEFAULT_FILES, Keystroke, Rhythm, Source, plan
-from suggest_ls.completion.completer import PENDING
+from suggest_ls.completion.deadline import PENDING
 from suggest_ls.completion.stats import STALE_LOGGED, UNREAD_SEND
 from suggest_ls.lsp.document import utf16_len
 from suggest_ls.settings import parse_pairs

@@ -31,7 +31,7 @@ from suggest_ls.backends.llama.loading import EngineConfig
 from suggest_ls.backends.models import resolve_model
 from suggest_ls.bench.common import Progress, machine, pcts, table, write_json
 from suggest_ls.bench.lspclient import LspClient
-from suggest_ls.completion.completer import PENDING
+from suggest_ls.completion.deadline import PENDING
 from suggest_ls.completion.prompt import Template, detect_template, fill
 from suggest_ls.completion.stats import LINE_FINISHED
 from suggest_ls.settings import parse_pairs

@@ -5,12 +5,14 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 
-from suggest_ls.backends.contract import ABSTAIN, StopRule
+from suggest_ls.backends.contract import ABSTAIN, GenResult, StopRule
 from suggest_ls.completion.context import Cursor
 
 _PAIRS = {")": "(", "]": "[", "}": "{"}
 _OPENERS = set(_PAIRS.values())
 _BRACKETS = re.compile(r"[()\[\]{}\"'`\n]")
+DUPLICATES = "duplicates "  # the start of the reasons for a line that repeats the code after it
+CAPPED = "line cut by the token cap"
 # Generation stops at these per language (a new top-level definition or a fence ends any suggestion).
 _FENCE = ("\n```",)
 LANGUAGE_STOPS: dict[str, tuple[str, ...]] = {
@@ -209,3 +211,22 @@ def clean(raw: str, cursor: Cursor, rule: StopRule) -> Cleaned:
     if previous is not None and at_indent and first == previous.strip() and _meaningful(first):
         return Cleaned(reason="repeats the line above")
     return Cleaned(text=text, replace=replace)
+
+
+def clean_result(result: GenResult, block: bool, cursor: Cursor, rule: StopRule) -> Cleaned:
+    """``clean`` of a generation's whole lines; a single line cut by the token cap is never shown."""
+    if not block and result.capped and "\n" not in result.text.lstrip("\n"):
+        return Cleaned(reason=CAPPED)
+    return clean(whole_lines(result, block), cursor, rule)
+
+
+def whole_lines(result: GenResult, block: bool) -> str:
+    """The generated text, without the unfinished last line of a block stopped by its budget or
+    its token cap (a single line cut by the cap is no line: see ``CAPPED``)."""
+    text = result.text
+    if not block:
+        return text
+    if not (result.truncated or result.capped) or text.endswith("\n"):
+        return text
+    cut = text.rfind("\n")
+    return text[: cut + 1] if cut > 0 and text[:cut].strip() else text

@@ -15,6 +15,7 @@ from typing import Any
 
 from suggest_ls.ops.metrics import CONTENT_TYPE
 from suggest_ls.ops.operations import Operations
+from suggest_ls.ops.status import to_wire
 from suggest_ls.security import token_matches
 
 log = logging.getLogger(__name__)
@@ -52,16 +53,21 @@ class _Handler(BaseHTTPRequestHandler):
             return
         path = self.path.split("?", 1)[0].rstrip("/") or "/"
         if path in ("/health", "/"):
-            code, body = health_body(self.ops.snapshot_threadsafe())
+            code, body = health_body(self._snapshot())
             self._send(code, "application/json", json.dumps(body).encode())
         elif path == "/metrics":
-            snapshot = self.ops.snapshot_threadsafe()
+            snapshot = self._snapshot()
             if snapshot is None:
                 self._send(503, "text/plain", b"server loop unresponsive\n")
             else:
                 self._send(200, CONTENT_TYPE, self.ops.metrics.render(snapshot))
         else:
             self._send(404, "text/plain", b"not found: try /health or /metrics\n")
+
+    def _snapshot(self) -> dict[str, Any] | None:
+        """The status in its wire form, computed on the LSP loop (None when the loop does not answer)."""
+        status = self.ops.snapshot_threadsafe()
+        return None if status is None else to_wire(status)
 
     def _send(self, code: int, content_type: str, data: bytes) -> None:
         self.send_response(code)

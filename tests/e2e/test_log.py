@@ -24,7 +24,7 @@ async def _logged(client: LanguageClient, text: str, timeout: float = 10.0) -> t
 
 
 async def test_log_lines_reach_the_client_with_their_levels(client: LanguageClient):
-    ready = await _logged(client, "suggest_ls.ops.operations: ready: ")
+    ready = await _logged(client, "suggest_ls.ops.lifecycle: ready: ")
     assert ready.type == types.MessageType.Info
     client.text_document_did_change(
         types.DidChangeTextDocumentParams(
@@ -34,7 +34,7 @@ async def test_log_lines_reach_the_client_with_their_levels(client: LanguageClie
     )
     warning = await _logged(client, "didChange for a document that is not open")
     assert warning.type == types.MessageType.Warning
-    assert warning.message.startswith("suggest_ls.lsp.server: ")  # the editor adds time and level itself
+    assert warning.message.startswith("suggest_ls.lsp.protocol: ")  # the editor adds time and level itself
     assert not [m for m in client.log_messages if m.type == types.MessageType.Error]
 
 

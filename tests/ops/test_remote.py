@@ -254,8 +254,9 @@ async def test_a_running_remote_job_shows_its_text_so_far(openai_server):
 
 
 async def test_first_words_through_the_remote_backend(openai_server):
-    from suggest_ls.completion.completer import Completer, CompletionRequest
+    from suggest_ls.completion.completer import Completer
     from suggest_ls.completion.prompt import FAMILIES
+    from suggest_ls.completion.request import CompletionRequest
     from suggest_ls.settings import resolve
 
     backend = RemoteBackend(RemoteConfig(openai_server, api_key=KEY, timeout_s=180)).start()

@@ -14,8 +14,9 @@ from suggest_ls.backends.contract import GenRequest, StopRule
 from suggest_ls.backends.remote.backend import RemoteBackend
 from suggest_ls.backends.remote.client import RemoteConfig
 from suggest_ls.backends.switchable import SwitchableBackend, run_job
-from suggest_ls.completion.completer import Completer, CompletionRequest
+from suggest_ls.completion.completer import Completer
 from suggest_ls.completion.prompt import FAMILIES
+from suggest_ls.completion.request import CompletionRequest
 from suggest_ls.settings import resolve
 
 

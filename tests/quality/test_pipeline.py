@@ -11,8 +11,9 @@ import pytest
 from suggest_ls.backends.contract import BackendDefaults, GenRequest, GenResult
 from suggest_ls.backends.llama.engine import Engine
 from suggest_ls.completion import syntax
-from suggest_ls.completion.completer import Completer, CompletionRequest
+from suggest_ls.completion.completer import Completer
 from suggest_ls.completion.prompt import FAMILIES
+from suggest_ls.completion.request import CompletionRequest
 from suggest_ls.settings import resolve
 from tests.stubs import StubJob
 
@@ -247,7 +248,7 @@ async def test_when_candidates_are_reranked(engine, rerank, fast, manual, expect
 
 
 async def test_extra_context_stays_when_the_window_moves_until_it_is_old(engine, monkeypatch):
-    from suggest_ls.completion import completer as completer_module
+    from suggest_ls.completion import plan as plan_module
 
     c, _ = make(engine, maxTokens=2)
     helper = "".join(f"def helper_{i}(value):\n    return value * {i}\n\n" for i in range(8))
@@ -264,7 +265,7 @@ async def test_extra_context_stays_when_the_window_moves_until_it_is_old(engine,
     assert c.cursor(request(main, later, uri=uri)).prefix[:256] != state.extra_key
     await c.complete(request(main, later, uri=uri, version=2))
     assert c.last_prompt.split("# main.py\n")[0] == head and state.extra_at == chosen_at  # the same block
-    monkeypatch.setattr(completer_module, "EXTRA_REFRESH_S", 0.0)
+    monkeypatch.setattr(plan_module, "EXTRA_REFRESH_S", 0.0)
     await c.complete(request(main, later, uri=uri, version=3))
     assert state.extra_at > chosen_at  # chosen again once old enough
 

@@ -104,7 +104,7 @@ def test_a_fault_while_handling_a_request_is_answered_with_internal_error(monkey
     """Whatever escapes pygls for one message is logged and answered; the next message is served."""
     from pygls.protocol import LanguageServerProtocol
 
-    from suggest_ls.lsp.server import create_server
+    from suggest_ls.lsp.features import create_server
 
     writer = RecordingWriter()
     sent = writer.sent

@@ -150,7 +150,7 @@ def test_exit_when_the_editor_stops_reading():
 
 
 async def test_the_editor_process_is_watched_through_a_pidfd_not_by_polling():
-    from suggest_ls.lsp.server import _watch_parent
+    from suggest_ls.lsp.transport import watch_parent
 
     class Ended(Exception):
         pass
@@ -162,7 +162,7 @@ async def test_the_editor_process_is_watched_through_a_pidfd_not_by_polling():
     editor = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(120)"])
     try:
         # polling once an hour: only a pidfd notices the exit before the timeout
-        watch = asyncio.ensure_future(_watch_parent(Host(), editor.pid, poll_s=3600))  # type: ignore[arg-type]
+        watch = asyncio.ensure_future(watch_parent(Host().terminate, editor.pid, poll_s=3600))  # type: ignore[arg-type]
         await asyncio.sleep(0.2)
         assert not watch.done()
         editor.kill()

@@ -15,8 +15,9 @@ import pytest
 
 from suggest_ls.backends.contract import BackendDefaults, ModelInfo
 from suggest_ls.backends.llama.engine import Engine
-from suggest_ls.completion.completer import Completer, CompletionRequest
+from suggest_ls.completion.completer import Completer
 from suggest_ls.completion.prompt import detect_template
+from suggest_ls.completion.request import CompletionRequest
 from suggest_ls.settings import Settings
 
 HEAD = "".join(f"def helper_{i}(value):\n    return value * {i}\n\n" for i in range(40))
@@ -68,10 +69,11 @@ def test_keystrokes_leave_nothing_behind_in_the_protocol(path, monkeypatch):
     Well-formed didChange takes a fast path past pygls; the typed path (every didChange the fast path
     does not take, and every didOpen/didClose) goes through pygls' dispatch, where the leak was.
     """
-    from suggest_ls.lsp import server as server_module
+    from suggest_ls.lsp import protocol as protocol_module
+    from suggest_ls.lsp.features import create_server
 
     if path == "typed":
-        monkeypatch.setattr(server_module, "_plain_change", lambda params: None)
+        monkeypatch.setattr(protocol_module, "plain_change", lambda params: None)
 
     class Sink:
         def write(self, data: bytes) -> None:
@@ -80,7 +82,7 @@ def test_keystrokes_leave_nothing_behind_in_the_protocol(path, monkeypatch):
         def close(self) -> None:
             pass
 
-    server = server_module.create_server()
+    server = create_server()
     protocol = server.protocol
     protocol.set_writer(Sink())
 

@@ -231,7 +231,8 @@ def _free_port() -> int:
 
 
 def test_the_authentication_timeout_is_ten_seconds_by_default():
-    from suggest_ls.lsp.server import AUTH_TIMEOUT_S, create_server
+    from suggest_ls.lsp.features import create_server
+    from suggest_ls.lsp.transport import AUTH_TIMEOUT_S
 
     assert AUTH_TIMEOUT_S == 10.0
     assert create_server().auth_timeout_s == AUTH_TIMEOUT_S
@@ -241,15 +242,16 @@ async def test_a_client_that_does_not_authenticate_in_time_is_disconnected(caplo
     import asyncio
     import logging
 
-    from suggest_ls.lsp.server import create_server
+    from suggest_ls.lsp.features import create_server
+    from suggest_ls.lsp.transport import serve_tcp
 
     server = create_server()
     server.auth_timeout_s = 0.5  # the same path as the 10 s default, shorter
     bound: asyncio.Future[int] = asyncio.get_running_loop().create_future()
-    serving = asyncio.ensure_future(server._serve_tcp("127.0.0.1", 0, TOKEN, ready=bound.set_result))
+    serving = asyncio.ensure_future(serve_tcp(server, "127.0.0.1", 0, TOKEN, ready=bound.set_result))
     try:
         port = await asyncio.wait_for(bound, 10)
-        with caplog.at_level(logging.INFO, logger="suggest_ls.lsp.server"):
+        with caplog.at_level(logging.INFO, logger="suggest_ls.lsp.transport"):
             reader, writer = await asyncio.open_connection("127.0.0.1", port)
             started = time.perf_counter()
             assert await asyncio.wait_for(reader.read(100), 10) == b""  # closed by the server, not by us

@@ -10,8 +10,11 @@ import pytest
 
 from suggest_ls.backends.contract import BackendDefaults, GenRequest, GenResult, StopRule
 from suggest_ls.backends.llama.engine import Engine
-from suggest_ls.completion.completer import PENDING, Completer, CompletionRequest, _whole_lines, whole_words
+from suggest_ls.completion.clean import whole_lines
+from suggest_ls.completion.completer import Completer
+from suggest_ls.completion.deadline import PENDING, whole_words
 from suggest_ls.completion.prompt import FAMILIES
+from suggest_ls.completion.request import CompletionRequest
 from suggest_ls.settings import resolve
 
 LONG = StopRule(multiline=True, max_lines=50)
@@ -51,7 +54,7 @@ def test_a_budget_stops_generation_after_the_first_line_and_says_so(engine):
     ],
 )
 def test_whole_lines_of_a_block_stopped_by_its_budget(text, truncated, block, kept):
-    assert _whole_lines(GenResult(text, "done", truncated=truncated), block) == kept
+    assert whole_lines(GenResult(text, "done", truncated=truncated), block) == kept
 
 
 class Recording(BackendDefaults):
@@ -204,10 +207,10 @@ async def test_a_line_adopted_by_the_next_keystroke_and_answered_early_is_still_
     for _ in range(24000):  # the model has written its first character (generous: a loaded machine)
         await asyncio.sleep(0.005)
         job = c._docs[uri].job
-        if job is not None and getattr(job, "text", lambda: "")().strip():
+        if job is not None and job.text().strip():
             break
-    assert job is not None and job.text().strip(), "the model wrote nothing"  # type: ignore[attr-defined]
-    char = job.text().lstrip()[0]  # type: ignore[attr-defined]
+    assert job is not None and job.text().strip(), "the model wrote nothing"
+    char = job.text().lstrip()[0]
     typed = LIST + char
     second = await c.complete(CompletionRequest(uri, 2, typed, len(typed), "python"))
     assert (await first).reason == "superseded"  # the first request was answered as soon as the second came
@@ -234,7 +237,7 @@ def test_the_line_deadline_in_force(engine, deadline, budget, follows, in_force)
     c, _, _ = budget_completer(engine, budget, deadline)
     if not follows:
         c.refresh_hook = None
-    assert c._line_deadline(budget) == in_force
+    assert c.deadline.line_deadline(budget) == in_force
 
 
 async def test_a_line_past_its_deadline_is_answered_empty_and_its_whole_line_follows_on_refresh(engine):

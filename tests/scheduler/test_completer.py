@@ -9,8 +9,9 @@ from collections.abc import Callable
 
 from suggest_ls.backends.contract import BackendDefaults, GenRequest, GenResult
 from suggest_ls.backends.llama.engine import Engine
-from suggest_ls.completion.completer import Completer, CompletionRequest, adaptive_debounce
+from suggest_ls.completion.completer import Completer, adaptive_debounce
 from suggest_ls.completion.prompt import FAMILIES, detect_template
+from suggest_ls.completion.request import CompletionRequest
 from suggest_ls.settings import resolve
 from tests.stubs import StubJob
 
@@ -214,7 +215,7 @@ class CappedEngine(SlowEngine):
 
 
 async def test_a_line_cut_by_the_token_cap_is_never_shown():
-    from suggest_ls.completion.completer import CAPPED
+    from suggest_ls.completion.clean import CAPPED
 
     got = await completer(CappedEngine(capped=True), debounceMs=0, minConfidence=0).complete(req(1))
     assert not got.text and got.reason == CAPPED

@@ -13,7 +13,7 @@ import pytest
 from suggest_ls.bench.latency import CAPABILITIES, position
 from suggest_ls.bench.lspclient import LspClient
 from suggest_ls.bench.typist import DEFAULT_FILES, Rhythm, plan
-from suggest_ls.completion.completer import PENDING
+from suggest_ls.completion.deadline import PENDING
 
 A = "".join(f"def scale_{i}(value):\n    return value * {i}\n\n\n" for i in range(12)) + "def scale_all(values):\n    "
 

@@ -101,8 +101,9 @@ async def _wait_warm(c, count: int = 1, timeout: float = 120.0) -> None:
 
 
 async def test_completer_warm_makes_the_first_request_at_the_cursor_a_cached_one(engine: Engine):
-    from suggest_ls.completion.completer import Completer, CompletionRequest
+    from suggest_ls.completion.completer import Completer
     from suggest_ls.completion.prompt import FAMILIES
+    from suggest_ls.completion.request import CompletionRequest
     from suggest_ls.settings import resolve
 
     settings, _ = resolve({"temperature": 0, "debounceMs": 0, "extraContextTokens": 0})
@@ -122,8 +123,9 @@ async def test_completer_warm_makes_the_first_request_at_the_cursor_a_cached_one
 
 
 async def test_completer_does_not_warm_when_turned_off_or_while_a_request_runs(engine: Engine):
-    from suggest_ls.completion.completer import Completer, CompletionRequest
+    from suggest_ls.completion.completer import Completer
     from suggest_ls.completion.prompt import FAMILIES
+    from suggest_ls.completion.request import CompletionRequest
     from suggest_ls.settings import resolve
 
     off, _ = resolve({"warm": False})

@@ -1,4 +1,4 @@
-"""server.ClientLog: records become window/logMessage frames written by the event loop, bounded."""
+"""clientlog.ClientLog: records become window/logMessage frames written by the event loop, bounded."""
 
 from __future__ import annotations
 
@@ -7,8 +7,8 @@ import json
 import logging
 import threading
 
+from suggest_ls.lsp.clientlog import ClientLog
 from suggest_ls.lsp.framing import Frame, FrameParser
-from suggest_ls.lsp.server import ClientLog
 
 
 class Fallback(logging.Handler):
@@ -71,7 +71,7 @@ async def test_a_client_that_lags_gets_a_bounded_queue_and_a_count():
     assert len(got) == ClientLog.MAX_PENDING + 1
     assert got[-1]["params"] == {
         "type": 2,
-        "message": "suggest_ls.lsp.server: 500 log lines dropped (the client lagged)",
+        "message": "suggest_ls.lsp.clientlog: 500 log lines dropped (the client lagged)",
     }
 
 

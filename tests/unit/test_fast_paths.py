@@ -2,7 +2,7 @@ import pytest
 from lsprotocol import types
 from pygls.protocol import default_converter
 
-from suggest_ls.lsp.server import _plain_change, _plain_inline_result
+from suggest_ls.lsp.convert import plain_change, plain_inline_result
 from tests.stubs import RecordingWriter
 
 RANGE = {"start": {"line": 1, "character": 2}, "end": {"line": 1, "character": 4}}
@@ -13,7 +13,7 @@ def params(*changes: object, uri: object = "file:///a.py", version: object = 3) 
 
 
 def test_well_formed_changes_become_plain_values() -> None:
-    got = _plain_change(params({"range": RANGE, "rangeLength": 2, "text": "ab"}, {"text": "whole"}))
+    got = plain_change(params({"range": RANGE, "rangeLength": 2, "text": "ab"}, {"text": "whole"}))
     assert got == ("file:///a.py", 3, [((1, 2, 1, 4), "ab"), (None, "whole")])
 
 
@@ -35,7 +35,7 @@ def test_well_formed_changes_become_plain_values() -> None:
     ],
 )
 def test_anything_else_is_left_to_the_typed_path(bad: object) -> None:
-    assert _plain_change(bad) is None
+    assert plain_change(bad) is None
 
 
 def _item(**kw: object) -> types.InlineCompletionItem:
@@ -56,14 +56,14 @@ CMD = types.Command("accepted", "suggest-ls.accepted", arguments=[{"id": "a1", "
     ],
 )
 def test_inline_results_are_written_as_the_converter_writes_them(result: types.InlineCompletionList) -> None:
-    assert _plain_inline_result(result) == default_converter().unstructure(result)
+    assert plain_inline_result(result) == default_converter().unstructure(result)
 
 
 def test_other_results_are_left_to_the_converter() -> None:
-    assert _plain_inline_result(types.InlineCompletionList(items=[_item(filter_text="x")])) is None
+    assert plain_inline_result(types.InlineCompletionList(items=[_item(filter_text="x")])) is None
     snippet = types.InlineCompletionItem(insert_text=types.StringValue("x$0"))
-    assert _plain_inline_result(types.InlineCompletionList(items=[snippet])) is None
-    assert _plain_inline_result({"items": []}) is None
+    assert plain_inline_result(types.InlineCompletionList(items=[snippet])) is None
+    assert plain_inline_result({"items": []}) is None
 
 
 def test_a_suggestion_waits_for_input_already_sent_and_goes_out_checked_again(caplog: pytest.LogCaptureFixture) -> None:
@@ -72,9 +72,9 @@ def test_a_suggestion_waits_for_input_already_sent_and_goes_out_checked_again(ca
 
     from suggest_ls.completion.stats import STALE_EMPTIED, UNREAD_SEND
 
-    caplog.set_level(logging.INFO, logger="suggest_ls.lsp.server")
+    caplog.set_level(logging.INFO, logger="suggest_ls.lsp.protocol")
 
-    from suggest_ls.lsp.server import create_server
+    from suggest_ls.lsp.features import create_server
 
     ls = create_server()
     writer = RecordingWriter()
