@@ -194,7 +194,7 @@ def _start_health(server: object, where: str, token: str = "") -> None:
 
 
 async def _load(model: str, settings_raw: dict[str, object]):  # type: ignore[no-untyped-def]
-    from suggest_ls.backends.engine import Engine
+    from suggest_ls.backends.llama.engine import Engine
     from suggest_ls.backends.models import resolve_model
     from suggest_ls.completion.completer import Completer
     from suggest_ls.completion.prompt import detect_template

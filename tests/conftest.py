@@ -11,7 +11,8 @@ import os
 
 import pytest
 
-from suggest_ls.backends.engine import Engine, EngineConfig
+from suggest_ls.backends.llama.engine import Engine
+from suggest_ls.backends.llama.loading import EngineConfig
 from suggest_ls.backends.models import embedded_model_path
 
 os.environ["SUGGEST_LS_MODEL"] = "small"

@@ -39,7 +39,7 @@ tar cJf .gpu/src.tar.xz -C .gpu/tmp llama_cpp_python-0.3.36
 stage_model() {  # stage_model coder|small DIR
   local name=$1 dir=$2 path file size sha pieces desc
   mkdir -p "$dir"
-  path=$("$PY" -c "from suggest_ls import models as m; print(m.coder_model_path() if '$name' == 'coder' else m.embedded_model_path())")
+  path=$("$PY" -c "from suggest_ls.backends import models as m; print(m.coder_model_path() if '$name' == 'coder' else m.embedded_model_path())")
   desc=$("$PY" -c "from suggest_ls.backends.models import PRESETS; print(PRESETS['$name'].description)")
   file=$(basename "$path")
   size=$(stat -c %s "$path")

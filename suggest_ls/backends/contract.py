@@ -3,14 +3,17 @@
 Plain frozen data only: a ``GenRequest`` goes in, a ``GenResult`` comes back through the ``done``
 callback, on whatever thread the backend finishes on. ``StopRule`` and ``should_stop`` say when a
 backend may stop generating early; ``ModelInfo`` is what a model says about itself for prompting.
+``Backend`` is what every backend offers (``BackendDefaults`` gives its optional part) and
+``Handle`` what a submitted job does, so callers never probe for a capability.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass
-from typing import Protocol
+from types import MappingProxyType
+from typing import Any, Protocol
 
 ABSTAIN = "NEXT_TOKEN"  # what the rules prompt tells a model to write when it is unsure
 IDLE = -1  # the priority of warming jobs (see ``GenRequest.priority``)
@@ -134,14 +137,78 @@ class LoadInfo:
 
 
 class Handle(Protocol):
-    """A submitted job: setting ``cancel`` stops it at the next decode step."""
+    """A submitted job: setting ``cancel`` stops it at the next decode step (a remote job's connection
+    closes at once); while it runs, ``text()`` is what it generated so far and ``min_prob`` the least
+    probability of its tokens so far (1.0 before any, or when the backend cannot tell)."""
 
-    cancel: threading.Event
+    @property
+    def cancel(self) -> threading.Event: ...
+
+    @property
+    def min_prob(self) -> float: ...
+
+    def text(self) -> str: ...
 
 
 class Backend(Protocol):
-    """What the completer needs from any backend."""
+    """What the completer and the model swap need from any backend.
 
-    def submit(self, req: GenRequest, done: Callable[[GenResult], None]) -> Handle: ...
+    ``submit``, ``expect`` and ``close`` are each backend's own; ``BackendDefaults`` gives the rest
+    to backends that lack them. ``stats``: counters for the status (``threads``: the decode threads
+    now, where a backend has any).
+    """
 
-    def expect(self, delta: int) -> None: ...
+    @property
+    def stats(self) -> Mapping[str, Any]: ...
+
+    def submit(self, req: GenRequest, done: Callable[[GenResult], None]) -> Handle:
+        """Queue a request; ``done`` is called exactly once, from whatever thread finishes it."""
+
+    def expect(self, delta: int) -> None:
+        """Requests about to arrive (waiting out their debounce): ``delta`` more, or fewer when negative."""
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Answer every job still queued and free what the backend holds."""
+
+    def tokens_per_second(self, window_s: float = 10.0) -> float:
+        """Generation speed over the last ``window_s`` seconds (0.0: unknown)."""
+
+    def scores(self) -> bool:
+        """Whether it can score a prompt's tail (``GenRequest.score_from``, for reranking)."""
+
+    def cap_threads(self, threads: int) -> None:
+        """At most ``threads`` decode threads per step from now on (0 lifts the cap)."""
+
+    def adopt_thread_choice(self, other: Backend) -> None:
+        """Start from ``other``'s verdict on how many threads decode fastest (both run on the same cores)."""
+
+    def view(self) -> dict[str, Any] | None:
+        """What ``suggest/status`` shows of it beyond ``LoadInfo`` (None: nothing)."""
+
+
+class BackendDefaults:
+    """The optional part of ``Backend`` for a backend that lacks it: no figures, no threads of its own,
+    nothing to show or free; it can score prompts (as an in-process model always can)."""
+
+    stats: Mapping[str, Any] = MappingProxyType({})
+
+    def close(self, timeout: float = 2.0) -> None:
+        """Nothing to free."""
+
+    def tokens_per_second(self, window_s: float = 10.0) -> float:
+        """Unknown."""
+        return 0.0
+
+    def scores(self) -> bool:
+        """Prompts can be scored."""
+        return True
+
+    def cap_threads(self, threads: int) -> None:
+        """No threads to cap."""
+
+    def adopt_thread_choice(self, other: Backend) -> None:
+        """No threads to choose."""
+
+    def view(self) -> dict[str, Any] | None:
+        """Nothing beyond ``LoadInfo``."""
+        return None

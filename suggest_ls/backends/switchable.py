@@ -15,9 +15,8 @@ import threading
 import time
 from collections import OrderedDict
 from collections.abc import Callable
-from typing import Any, Protocol
 
-from suggest_ls.backends.contract import GenRequest, GenResult
+from suggest_ls.backends.contract import Backend, BackendDefaults, GenRequest, GenResult, Handle
 
 log = logging.getLogger(__name__)
 SMOKE_PROMPT = "def add(a, b):\n    return "
@@ -25,28 +24,24 @@ WARM_WITHIN_S = 300.0  # documents asked about this recently are warmed on a new
 _REMEMBERED = 32  # documents whose latest prompt is kept for warming
 
 
-class Closable(Protocol):
-    """A backend the swap can start using and later close."""
-
-    def submit(self, req: GenRequest, done: Callable[[GenResult], None]) -> Any: ...
-
-    def expect(self, delta: int) -> None: ...
-
-    def close(self, timeout: float = 2.0) -> None: ...
-
-
 class _Refused:
     """The handle of a job that was answered at once (no backend loaded)."""
+
+    min_prob = 1.0
 
     def __init__(self) -> None:
         self.cancel = threading.Event()
 
+    def text(self) -> str:
+        """Nothing was generated."""
+        return ""
 
-class SwitchableBackend:
+
+class SwitchableBackend(BackendDefaults):
     """Forwards jobs to the current backend and counts what is still running on each one."""
 
     def __init__(self) -> None:
-        self.current: Closable | None = None
+        self.current: Backend | None = None
         self.last_request: GenRequest | None = None
         self._recent: OrderedDict[str, tuple[float, GenRequest]] = OrderedDict()  # per document, oldest first
         self.last_used = time.monotonic()
@@ -54,7 +49,7 @@ class SwitchableBackend:
         self._inflight: dict[int, int] = {}
         self._expected = 0
 
-    def submit(self, req: GenRequest, done: Callable[[GenResult], None]) -> Any:
+    def submit(self, req: GenRequest, done: Callable[[GenResult], None]) -> Handle:
         """Send a job to the current backend; it finishes there even if a swap happens meanwhile."""
         self.last_used = time.monotonic()
         target = self.current
@@ -92,15 +87,13 @@ class SwitchableBackend:
 
     def tokens_per_second(self, window_s: float = 10.0) -> float:
         """The current backend's generation speed (0 when none is loaded)."""
-        fn = getattr(self.current, "tokens_per_second", None)
-        return float(fn(window_s)) if fn else 0.0
+        return self.current.tokens_per_second(window_s) if self.current is not None else 0.0
 
     def scores(self) -> bool:
         """Whether the current backend can score a prompt's tail (reranking); in-process engines always can."""
-        fn = getattr(self.current, "scores", None)
-        return bool(fn()) if callable(fn) else self.current is not None
+        return self.current is not None and self.current.scores()
 
-    def switch(self, new: Closable | None) -> Closable | None:
+    def switch(self, new: Backend | None) -> Backend | None:
         """Make ``new`` the current backend and return the previous one (still finishing its jobs)."""
         carry_thread_choice(self.current, new)  # before any job can reach ``new``
         old, self.current = self.current, new
@@ -111,12 +104,12 @@ class SwitchableBackend:
                 new.expect(self._expected)
         return old
 
-    def inflight(self, backend: Closable) -> int:
+    def inflight(self, backend: Backend) -> int:
         """Jobs submitted to ``backend`` and not yet answered."""
         with self._lock:
             return self._inflight.get(id(backend), 0)
 
-    async def retire(self, old: Closable, timeout_s: float = 30.0) -> bool:
+    async def retire(self, old: Backend, timeout_s: float = 30.0) -> bool:
         """Wait for ``old``'s jobs to finish (up to ``timeout_s``), then close it; True if it drained."""
         deadline = time.monotonic() + timeout_s
         while self.inflight(old) and time.monotonic() < deadline:
@@ -130,7 +123,7 @@ class SwitchableBackend:
         return drained
 
 
-def carry_thread_choice(old: object, new: object) -> None:
+def carry_thread_choice(old: Backend | None, new: Backend | None) -> None:
     """Start ``new``'s thread tuner from ``old``'s verdict (threads per step, how often to try the other count).
 
     A fresh engine decodes on every core until its tuner has timed enough steps, which takes a
@@ -139,12 +132,11 @@ def carry_thread_choice(old: object, new: object) -> None:
     the first requests after a swap the longest gap of the swap. Both engines run on the same
     cores, so the verdict holds for the new one; its tuner keeps checking it as usual.
     """
-    adopt = getattr(new, "adopt_thread_choice", None)  # in-process engines; remote backends have no threads
-    if adopt is not None and old is not None:
-        adopt(old)
+    if old is not None and new is not None:
+        new.adopt_thread_choice(old)  # a no-op for backends without threads of their own (remote ones)
 
 
-async def run_job(backend: Closable, req: GenRequest, timeout_s: float = 60.0) -> GenResult:
+async def run_job(backend: Backend, req: GenRequest, timeout_s: float = 60.0) -> GenResult:
     """Submit one job directly to ``backend`` and wait for its result."""
     loop = asyncio.get_running_loop()
     future: asyncio.Future[GenResult] = loop.create_future()
@@ -164,7 +156,7 @@ async def run_job(backend: Closable, req: GenRequest, timeout_s: float = 60.0) -
         raise
 
 
-async def smoke(backend: Closable, prompt: str) -> GenResult:
+async def smoke(backend: Backend, prompt: str) -> GenResult:
     """Check a freshly loaded backend with a two-token completion."""
     try:
         return await run_job(backend, GenRequest(key="__smoke__", prompt=prompt, max_tokens=2, temperature=0.0))
@@ -172,7 +164,7 @@ async def smoke(backend: Closable, prompt: str) -> GenResult:
         return GenResult("", "error", f"smoke completion: {exc!r}")
 
 
-async def warm_up(backend: Closable, proxy: SwitchableBackend, limit: int, timeout_s: float = 60.0) -> int:
+async def warm_up(backend: Backend, proxy: SwitchableBackend, limit: int, timeout_s: float = 60.0) -> int:
     """Evaluate recent documents' latest prompts on ``backend`` before it serves; returns how many were warmed.
 
     One document at a time, the most recent first, so the one being typed in is ready soonest
@@ -190,7 +182,7 @@ async def warm_up(backend: Closable, proxy: SwitchableBackend, limit: int, timeo
     return len(warmed)
 
 
-async def _warm(backend: Closable, req: GenRequest, timeout_s: float) -> bool:
+async def _warm(backend: Backend, req: GenRequest, timeout_s: float) -> bool:
     job = GenRequest(key=req.key, prompt=req.prompt, max_tokens=1, temperature=0.0)
     try:
         result = await run_job(backend, job, timeout_s)

@@ -26,7 +26,8 @@ from pathlib import Path
 from typing import Any
 
 from suggest_ls.backends.contract import GenRequest, GenResult, StopRule
-from suggest_ls.backends.engine import Engine, EngineConfig
+from suggest_ls.backends.llama.engine import Engine
+from suggest_ls.backends.llama.loading import EngineConfig
 from suggest_ls.backends.models import resolve_model
 from suggest_ls.bench.common import Progress, machine, pcts, table, write_json
 from suggest_ls.bench.lspclient import LspClient

@@ -20,7 +20,8 @@ from collections.abc import Callable
 from typing import Any
 
 from suggest_ls.backends.contract import GenRequest, GenResult, StopRule
-from suggest_ls.backends.engine import Engine, EngineConfig
+from suggest_ls.backends.llama.engine import Engine
+from suggest_ls.backends.llama.loading import EngineConfig
 from suggest_ls.bench.common import Progress, machine, table, write_json
 from suggest_ls.bench.typist import stdlib_file
 

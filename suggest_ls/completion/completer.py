@@ -363,8 +363,7 @@ class Completer:
         s = self.settings
         if not s.candidates or s.rerank == "never":
             return False
-        scores = getattr(self.backend, "scores", None)
-        if callable(scores) and not scores():
+        if self.backend is not None and not self.backend.scores():
             return False  # a remote server that cannot score the code after the cursor (its backend logs why)
         if s.rerank == "always" or req.manual:
             return True

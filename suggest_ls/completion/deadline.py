@@ -146,7 +146,7 @@ class LineDeadline:
                 req, PENDING, started, engine_ms=(time.perf_counter() - started) * 1000 - waited, debounce_ms=waited
             )
         # the least probability of its tokens so far: the whole line's can only be lower
-        confidence = float(getattr(entry.job, "min_prob", 1.0))
+        confidence = entry.job.min_prob
         elapsed = (time.perf_counter() - started) * 1000
         floor = self.host.min_confidence()
         if floor and confidence < floor:
@@ -308,6 +308,5 @@ def whole_words(text: str) -> str:
 
 
 def text_so_far(job: Handle) -> str:
-    """What a running job has generated so far ("" for backends that cannot tell)."""
-    text = getattr(job, "text", None)
-    return text() if callable(text) else ""
+    """What a running job has generated so far."""
+    return job.text()

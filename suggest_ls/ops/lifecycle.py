@@ -11,12 +11,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-from suggest_ls.backends.contract import LoadInfo
+from suggest_ls.backends.contract import Backend, LoadInfo
 from suggest_ls.backends.device import gpu_memory
-from suggest_ls.backends.engine import Engine, EngineConfig
+from suggest_ls.backends.llama.engine import Engine
+from suggest_ls.backends.llama.loading import EngineConfig
 from suggest_ls.backends.models import ModelError, resolve_model
-from suggest_ls.backends.remote import RemoteBackend, RemoteConfig
-from suggest_ls.backends.switchable import SMOKE_PROMPT, Closable, SwitchableBackend, smoke, warm_up
+from suggest_ls.backends.remote.backend import RemoteBackend
+from suggest_ls.backends.remote.client import RemoteConfig
+from suggest_ls.backends.switchable import SMOKE_PROMPT, SwitchableBackend, smoke, warm_up
 from suggest_ls.completion.completer import Completer
 from suggest_ls.completion.prompt import detect_template
 from suggest_ls.completion.stats import Recorder
@@ -66,10 +68,10 @@ class RemoteDown(ModelError):
         self.backend = backend
 
 
-def _cap_threads(backend: Any, threads: int) -> None:
+def _cap_threads(backend: Backend | None, threads: int) -> None:
     """Cap an in-process engine's decode threads (0 lifts the cap); remote backends have none."""
-    if backend is not None and hasattr(backend, "thread_cap"):
-        backend.thread_cap = threads
+    if backend is not None:
+        backend.cap_threads(threads)
 
 
 class Lifecycle:
@@ -85,7 +87,7 @@ class Lifecycle:
         self.model_override = model_override
         self.roots: list[str] = []
         self.proxy = SwitchableBackend()
-        self.backend: Closable | None = None
+        self.backend: Backend | None = None
         self.completer: Completer | None = None
         self.load_info: LoadInfo | None = None
         self.model_why = ""  # why the default model was chosen ('' for a configured one)
@@ -165,7 +167,7 @@ class Lifecycle:
         self.swap = {"phase": "loading", "from": previous or None, "to": target, "why": why, "at": time.time()}
         token = await self.host.progress_begin(f"loading {target}" if first else f"loading {target} beside {previous}")
         started = time.perf_counter()
-        backend: Closable | None = None
+        backend: Backend | None = None
         # While two models share the CPU, each decodes on half the cores: llama.cpp's threads spin
         # waiting for each other when oversubscribed, which made the serving model much slower.
         share = 0 if first else max(1, (os.cpu_count() or 1) // 2)
@@ -222,7 +224,7 @@ class Lifecycle:
         self.host.progress_end(token, f"ready ({info.device})")
         return {"ok": True, "model": name, "device": info.device, "ms": round(elapsed, 1), "swapped": old is not None}
 
-    async def _open(self, s: Settings, key: tuple[Any, ...]) -> tuple[Closable, LoadInfo]:
+    async def _open(self, s: Settings, key: tuple[Any, ...]) -> tuple[Backend, LoadInfo]:
         """Start the backend ``s`` configures and wait until it is loaded (raises ModelError; RemoteDown
         when a remote server does not answer yet: its backend goes on probing and reports when it does)."""
         waiting, self.waiting = self.waiting, None

@@ -16,8 +16,7 @@ from concurrent.futures import Future
 from concurrent.futures import TimeoutError as FutureTimeout
 from typing import Any
 
-from suggest_ls.backends.contract import LoadInfo, ModelInfo
-from suggest_ls.backends.switchable import Closable
+from suggest_ls.backends.contract import Backend, LoadInfo, ModelInfo
 from suggest_ls.completion.completer import Completer
 from suggest_ls.completion.prompt import detect_template
 from suggest_ls.completion.stats import Acceptance, Recorder
@@ -53,7 +52,7 @@ class Operations:
         return self.life.completer
 
     @property
-    def backend(self) -> Closable | None:
+    def backend(self) -> Backend | None:
         """The backend serving now; None before loading or after an unload."""
         return self.life.backend
 

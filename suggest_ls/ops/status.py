@@ -67,9 +67,9 @@ def format_gb(n: int) -> str:
 def remote_view(life: Lifecycle) -> dict[str, Any] | None:
     """The remote endpoint's health and capabilities (None for the in-process engine)."""
     for backend in (life.backend, life.waiting[1] if life.waiting else None):
-        view = getattr(backend, "view", None)
-        if callable(view):
-            return dict(view())
+        view = backend.view() if backend is not None else None
+        if view is not None:
+            return dict(view)
     return None
 
 
@@ -97,7 +97,7 @@ def collect(
         layers=info.n_layers + 1 if info and info.n_layers else 0,
         offload=info.offload_reason if info else None,
         threads=info.threads if info else 0,
-        threads_now=int(getattr(life.backend, "stats", {}).get("threads", info.threads if info else 0)),
+        threads_now=int((life.backend.stats if life.backend else {}).get("threads", info.threads if info else 0)),
         parallel=info.parallel if info else s.parallel,
         context_per_slot=info.n_ctx if info else 0,
         prefill_tokens_per_second=round(info.prefill_tps, 1) if info else 0.0,

@@ -1,7 +1,7 @@
 """``python -m llama_cpp.server`` for the tests, with the engine's AMX workaround applied first.
 
 llama.cpp's AMX kernels (an extra CPU buffer type, picked on CPUs that report AMX) crash in
-``llama_decode`` with this build (see ``suggest_ls.backends.engine.cpu_has_amx``); ``llama_cpp.server``
+``llama_decode`` with this build (see ``suggest_ls.backends.llama.loading.cpu_has_amx``); ``llama_cpp.server``
 loads its model through ``Llama``, which takes the default model parameters: this turns the extra
 buffer types off in those defaults on such CPUs, then runs the server's own ``main`` with the
 command line it was given.
@@ -13,7 +13,7 @@ import runpy
 
 import llama_cpp.llama_cpp as L
 
-from suggest_ls.backends.engine import cpu_has_amx
+from suggest_ls.backends.llama.loading import cpu_has_amx
 
 
 def _patch() -> None:

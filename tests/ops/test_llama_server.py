@@ -14,7 +14,8 @@ from pathlib import Path
 import pytest
 
 from suggest_ls.backends.contract import GenRequest, StopRule
-from suggest_ls.backends.remote import RemoteBackend, RemoteConfig
+from suggest_ls.backends.remote.backend import RemoteBackend
+from suggest_ls.backends.remote.client import RemoteConfig
 from suggest_ls.backends.switchable import run_job
 
 from .conftest import free_port
@@ -39,7 +40,7 @@ pytestmark = pytest.mark.skipif(
 def _cpu_has_amx() -> bool:
     import llama_cpp
 
-    from suggest_ls.backends.engine import cpu_has_amx
+    from suggest_ls.backends.llama.loading import cpu_has_amx
 
     return cpu_has_amx(llama_cpp.llama_print_system_info().decode(errors="replace"))
 
@@ -50,7 +51,7 @@ def llama_server(model_path):
     endpoint = f"http://127.0.0.1:{port}/v1"
     command = [str(BINARY), "-m", str(model_path), "--host", "127.0.0.1", "--port", str(port), "-c", "4096", "-np", "2"]
     if _cpu_has_amx():
-        command.append("--no-repack")  # its AMX kernels crash here, as in-process (engine.cpu_has_amx)
+        command.append("--no-repack")  # its AMX kernels crash here, as in-process (loading.cpu_has_amx)
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_up(proc, endpoint)

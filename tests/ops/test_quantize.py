@@ -7,8 +7,9 @@ import subprocess
 import sys
 
 from suggest_ls.backends.contract import GenRequest, StopRule
-from suggest_ls.backends.engine import Engine, EngineConfig
 from suggest_ls.backends.gguf import read_metadata
+from suggest_ls.backends.llama.engine import Engine
+from suggest_ls.backends.llama.loading import EngineConfig
 from suggest_ls.backends.switchable import run_job
 
 LLAMA_FTYPE_MOSTLY_Q4_0 = 2

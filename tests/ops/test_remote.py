@@ -17,7 +17,8 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from suggest_ls.backends.contract import GenRequest, GenResult, StopRule
-from suggest_ls.backends.remote import RemoteBackend, RemoteConfig, RemoteError, base_url
+from suggest_ls.backends.remote.backend import RemoteBackend
+from suggest_ls.backends.remote.client import RemoteConfig, RemoteError, base_url
 from suggest_ls.backends.switchable import run_job
 
 from .conftest import free_port, inline, open_doc, start, status

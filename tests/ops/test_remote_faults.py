@@ -11,7 +11,8 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 
 from suggest_ls.backends.contract import GenRequest, StopRule
-from suggest_ls.backends.remote import RemoteBackend, RemoteConfig
+from suggest_ls.backends.remote.backend import RemoteBackend
+from suggest_ls.backends.remote.client import RemoteConfig
 from suggest_ls.backends.switchable import SwitchableBackend, run_job
 from suggest_ls.completion.completer import Completer
 from suggest_ls.completion.prompt import FAMILIES

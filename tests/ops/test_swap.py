@@ -19,7 +19,8 @@ from lsprotocol import types
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from suggest_ls.backends.contract import GenRequest
-from suggest_ls.backends.engine import Engine, EngineConfig
+from suggest_ls.backends.llama.engine import Engine
+from suggest_ls.backends.llama.loading import EngineConfig
 from suggest_ls.backends.switchable import SwitchableBackend, run_job, warm_up
 
 from .conftest import change_settings, open_doc, start, status, wait_for

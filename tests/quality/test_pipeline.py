@@ -3,24 +3,24 @@
 from __future__ import annotations
 
 import asyncio
-import threading
 from collections.abc import Callable
 from concurrent.futures import Future
 
 import pytest
 
-from suggest_ls.backends.contract import GenRequest, GenResult
-from suggest_ls.backends.engine import Engine
+from suggest_ls.backends.contract import BackendDefaults, GenRequest, GenResult
+from suggest_ls.backends.llama.engine import Engine
 from suggest_ls.completion import syntax
 from suggest_ls.completion.completer import Completer
 from suggest_ls.completion.prompt import FAMILIES
 from suggest_ls.completion.request import CompletionRequest
 from suggest_ls.settings import resolve
+from tests.stubs import StubJob
 
 FUNC = "def add(first, second):\n    return "
 
 
-class Counting:
+class Counting(BackendDefaults):
     """The real engine, counting the jobs submitted to it."""
 
     def __init__(self, engine: Engine) -> None:
@@ -132,31 +132,26 @@ async def test_rerank_samples_and_scores_candidates(engine):
     assert got.record.rerank_tokens >= len(samples)  # each sample generated at least one token
 
 
-class Scripted:
+class Scripted(BackendDefaults):
     """An engine that writes given lines: the greedy one, then one per sample seed; scores by the line."""
 
     def __init__(self, greedy: str, samples: dict[int, str], scores: dict[str, float]) -> None:
-        self.greedy, self.samples, self.scores = greedy, samples, scores
+        self.greedy, self.samples, self.line_scores = greedy, samples, scores
         self.jobs: list[GenRequest] = []
 
     def submit(self, req: GenRequest, done: Callable[[GenResult], None]):  # type: ignore[no-untyped-def]
         self.jobs.append(req)
         if req.score_from >= 0:
             line = req.prompt[req.score_from :].split("\n", 1)[0]
-            result = GenResult("", "done", score=self.scores[line], scored_tokens=5, evaluated_tokens=5)
+            result = GenResult("", "done", score=self.line_scores[line], scored_tokens=5, evaluated_tokens=5)
         else:
             line = self.samples[req.seed] if req.temperature > 0 else self.greedy
             result = GenResult(line + "\n", "done", generated_tokens=3, evaluated_tokens=1)
         done(result)
-        return FakeJob()
+        return StubJob()
 
     def expect(self, delta: int) -> None:
         pass
-
-
-class FakeJob:
-    def __init__(self) -> None:
-        self.cancel = threading.Event()
 
 
 async def test_rerank_keeps_the_best_scored_candidate_with_its_share_of_votes():

@@ -9,7 +9,8 @@ from pathlib import Path
 import pytest
 
 from suggest_ls.backends.contract import GenRequest, GenResult
-from suggest_ls.backends.engine import Engine, EngineConfig
+from suggest_ls.backends.llama.engine import Engine
+from suggest_ls.backends.llama.loading import EngineConfig
 from suggest_ls.backends.models import ModelError
 
 PROMPT = "def add(a, b):\n    return "
@@ -88,8 +89,8 @@ def test_a_failed_decode_fails_its_jobs_and_the_engine_keeps_working(engine, mon
     before = generate(engine).result(timeout=120)
     assert before.outcome == "done" and before.text
     errors = engine.stats["errors"]
-    faulty = FaultyLlama(engine._L, [fault])
-    monkeypatch.setattr(engine, "_L", faulty)
+    faulty = FaultyLlama(engine._lm.L, [fault])
+    monkeypatch.setattr(engine._lm, "L", faulty)
     both = [generate(engine, key="faults-a"), generate(engine, PROMPT.replace("add", "plus"), key="faults-b")]
     results = [f.result(timeout=120) for f in both]
     assert faulty.faults == []

@@ -13,8 +13,8 @@ from typing import Any
 
 import pytest
 
-from suggest_ls.backends.contract import ModelInfo
-from suggest_ls.backends.engine import Engine
+from suggest_ls.backends.contract import BackendDefaults, ModelInfo
+from suggest_ls.backends.llama.engine import Engine
 from suggest_ls.completion.completer import Completer
 from suggest_ls.completion.prompt import detect_template
 from suggest_ls.completion.request import CompletionRequest
@@ -23,7 +23,7 @@ from suggest_ls.settings import Settings
 HEAD = "".join(f"def helper_{i}(value):\n    return value * {i}\n\n" for i in range(40))
 
 
-class Spy:
+class Spy(BackendDefaults):
     """The real engine, with every submitted job kept for inspection."""
 
     def __init__(self, engine: Engine) -> None:

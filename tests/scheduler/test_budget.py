@@ -8,8 +8,8 @@ from concurrent.futures import Future
 
 import pytest
 
-from suggest_ls.backends.contract import GenRequest, GenResult, StopRule
-from suggest_ls.backends.engine import Engine
+from suggest_ls.backends.contract import BackendDefaults, GenRequest, GenResult, StopRule
+from suggest_ls.backends.llama.engine import Engine
 from suggest_ls.completion.clean import whole_lines
 from suggest_ls.completion.completer import Completer
 from suggest_ls.completion.deadline import PENDING, whole_words
@@ -57,7 +57,7 @@ def test_whole_lines_of_a_block_stopped_by_its_budget(text, truncated, block, ke
     assert whole_lines(GenResult(text, "done", truncated=truncated), block) == kept
 
 
-class Recording:
+class Recording(BackendDefaults):
     def __init__(self, engine: Engine) -> None:
         self.engine = engine
         self.jobs: list[GenRequest] = []
@@ -207,10 +207,10 @@ async def test_a_line_adopted_by_the_next_keystroke_and_answered_early_is_still_
     for _ in range(24000):  # the model has written its first character (generous: a loaded machine)
         await asyncio.sleep(0.005)
         job = c._docs[uri].job
-        if job is not None and getattr(job, "text", lambda: "")().strip():
+        if job is not None and job.text().strip():
             break
-    assert job is not None and job.text().strip(), "the model wrote nothing"  # type: ignore[attr-defined]
-    char = job.text().lstrip()[0]  # type: ignore[attr-defined]
+    assert job is not None and job.text().strip(), "the model wrote nothing"
+    char = job.text().lstrip()[0]
     typed = LIST + char
     second = await c.complete(CompletionRequest(uri, 2, typed, len(typed), "python"))
     assert (await first).reason == "superseded"  # the first request was answered as soon as the second came

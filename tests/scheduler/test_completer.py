@@ -6,24 +6,19 @@ import asyncio
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
 
-from suggest_ls.backends.contract import GenRequest, GenResult
-from suggest_ls.backends.engine import Engine
+from suggest_ls.backends.contract import BackendDefaults, GenRequest, GenResult
+from suggest_ls.backends.llama.engine import Engine
 from suggest_ls.completion.completer import Completer, adaptive_debounce
 from suggest_ls.completion.prompt import FAMILIES, detect_template
 from suggest_ls.completion.request import CompletionRequest
 from suggest_ls.settings import resolve
+from tests.stubs import StubJob
 
 FUNC = "def area(width, height):\n    return "
 
 
-@dataclass
-class FakeJob:
-    cancel: threading.Event = field(default_factory=threading.Event)
-
-
-class SlowEngine:
+class SlowEngine(BackendDefaults):
     """Answers after ``delay_s`` (or at once with 'cancelled' when cancelled); counts submissions."""
 
     def __init__(self, delay_s: float = 0.5, text: str = "width * height", notice_s: float = 0.05) -> None:
@@ -34,8 +29,8 @@ class SlowEngine:
         self.reported: list[GenResult] = []  # what the engine has answered so far
         self.expected = 0
 
-    def submit(self, req: GenRequest, done: Callable[[GenResult], None]) -> FakeJob:
-        job = FakeJob()
+    def submit(self, req: GenRequest, done: Callable[[GenResult], None]) -> StubJob:
+        job = StubJob()
         self.submitted.append(req)
 
         def work() -> None:
@@ -158,10 +153,10 @@ async def test_records_and_metrics_carry_shifted_tokens():
     from suggest_ls.ops.metrics import Metrics
 
     class Shifted(SlowEngine):
-        def submit(self, req: GenRequest, done: Callable[[GenResult], None]) -> FakeJob:
+        def submit(self, req: GenRequest, done: Callable[[GenResult], None]) -> StubJob:
             self.submitted.append(req)
             done(GenResult("width * height", "done", prompt_tokens=40, cached_tokens=30, shifted_tokens=7))
-            return FakeJob()
+            return StubJob()
 
     c = completer(Shifted(), debounceMs=0)
     metrics = Metrics(c.recorder)
@@ -213,10 +208,10 @@ class CappedEngine(SlowEngine):
         super().__init__(0.0, "width * height * (1 +")
         self.capped = capped
 
-    def submit(self, req: GenRequest, done: Callable[[GenResult], None]) -> FakeJob:
+    def submit(self, req: GenRequest, done: Callable[[GenResult], None]) -> StubJob:
         self.submitted.append(req)
         done(GenResult(self.text, "done", prompt_tokens=9, generated_tokens=req.max_tokens, capped=self.capped))
-        return FakeJob()
+        return StubJob()
 
 
 async def test_a_line_cut_by_the_token_cap_is_never_shown():

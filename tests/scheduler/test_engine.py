@@ -10,7 +10,11 @@ import time
 import pytest
 
 from suggest_ls.backends.contract import GenRequest, GenResult, StopRule
-from suggest_ls.backends.engine import Engine, EngineConfig, Slot, ThreadTuner, find_draft, pick_slot
+from suggest_ls.backends.llama.drafts import find_draft
+from suggest_ls.backends.llama.engine import Engine
+from suggest_ls.backends.llama.loading import EngineConfig
+from suggest_ls.backends.llama.slots import Slot, pick_slot
+from suggest_ls.backends.llama.tuner import ThreadTuner
 
 CODE = '''import os
 
@@ -245,7 +249,7 @@ def first_token(engine: Engine, text: str) -> int:
 
 
 def assert_slot_matches_cache(engine: Engine, seq: int) -> None:
-    assert engine._L.llama_memory_seq_pos_max(engine._mem, seq) == len(engine._slots[seq].tokens) - 1
+    assert engine._lm.L.llama_memory_seq_pos_max(engine._lm.mem, seq) == len(engine._slots[seq].tokens) - 1
 
 
 def test_a_moved_window_shifts_the_cached_lines_instead_of_evaluating_them(engine: Engine, unshifted: Engine):
@@ -296,7 +300,7 @@ def test_a_moved_window_shifts_the_cached_lines_instead_of_evaluating_them(engin
     # reused the cells of positions out of their window (the header's among them, after a shift);
     # when it no longer holds what the new tokens attend to, the prompt is evaluated from the start.
     head = window(1, 12)
-    lost = engine._L.llama_memory_seq_pos_min(engine._mem, d.slot) > 0
+    lost = engine._lm.L.llama_memory_seq_pos_min(engine._lm.mem, d.slot) > 0
     (e,) = run(engine, GenRequest(key, head, max_tokens=12, **greedy))
     (ref_e,) = run(unshifted, GenRequest(key, head, max_tokens=12, **greedy))
     assert e.shifted_tokens == 0
@@ -305,7 +309,7 @@ def test_a_moved_window_shifts_the_cached_lines_instead_of_evaluating_them(engin
     else:
         assert e.cached_tokens > 0
     assert e.text == ref_e.text
-    assert engine._L.llama_memory_seq_pos_min(engine._mem, e.slot) == 0
+    assert engine._lm.L.llama_memory_seq_pos_min(engine._lm.mem, e.slot) == 0
     assert_slot_matches_cache(engine, e.slot)
 
 
@@ -314,14 +318,14 @@ def test_a_budget_beyond_the_context_leaves_the_prompt_half_of_it(model_path):
     eng = Engine(EngineConfig(model_path, context_size=256, parallel=1)).start()
     try:
         eng.ready.result(timeout=120)
-        slot_ctx = eng._n_ctx_slot
+        slot_ctx = eng._lm.n_ctx_slot
         long_prompt = window(1, 30)  # longer than the whole context
         assert len(eng.tokenize(long_prompt, True)) > slot_ctx
         (r,) = run(eng, GenRequest("file:///small.py", long_prompt, max_tokens=1000, temperature=0, rule=NEVER_STOP))
         assert r.outcome == "done"
         assert r.prompt_tokens == slot_ctx - slot_ctx // 2 - 1  # cut to what the capped budget leaves
         assert 0 < r.generated_tokens <= slot_ctx // 2
-        assert eng._L.llama_memory_seq_pos_max(eng._mem, r.slot) < slot_ctx
+        assert eng._lm.L.llama_memory_seq_pos_max(eng._lm.mem, r.slot) < slot_ctx
         # a prompt that fits is kept whole
         short = window(1, 3)
         (s,) = run(eng, GenRequest("file:///small.py", short, max_tokens=1000, temperature=0, rule=NEVER_STOP))

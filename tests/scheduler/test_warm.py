@@ -9,7 +9,8 @@ import time
 import pytest
 
 from suggest_ls.backends.contract import IDLE, GenRequest, GenResult
-from suggest_ls.backends.engine import Engine, EngineConfig
+from suggest_ls.backends.llama.engine import Engine
+from suggest_ls.backends.llama.loading import EngineConfig
 
 from .test_engine import CODE, NEVER_STOP, run
 

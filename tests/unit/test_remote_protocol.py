@@ -7,7 +7,9 @@ import math
 import pytest
 
 from suggest_ls.backends.contract import GenRequest
-from suggest_ls.backends.remote import RemoteJob, SSEEvent, SSEParser, TokenLogprob, alternatives_at, token_logprobs
+from suggest_ls.backends.remote.jobs import RemoteJob
+from suggest_ls.backends.remote.logprobs import TokenLogprob, alternatives_at, token_logprobs
+from suggest_ls.backends.remote.sse import SSEEvent, SSEParser
 
 
 def events(*pieces: str, close: bool = True) -> list[SSEEvent]:
