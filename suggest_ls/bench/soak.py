@@ -28,8 +28,9 @@ from typing import Any
 
 import psutil
 
-from suggest_ls.bench.fuzz import ref_apply, ref_lines, ref_units, sha
-from suggest_ls.bench.rawlsp import INLINE, RawServer
+from suggest_ls.harness.raw import RawServer
+from suggest_ls.harness.reference import ref_apply, ref_lines, ref_units, sha
+from suggest_ls.harness.wire import INLINE
 
 SOURCES = [
     "json/decoder.py",

@@ -22,7 +22,7 @@ from typing import Any
 from suggest_ls.backends.contract import GenRequest, GenResult, StopRule
 from suggest_ls.backends.engine import Engine, EngineConfig
 from suggest_ls.bench.common import Progress, machine, table, write_json
-from suggest_ls.bench.typist import stdlib_file
+from suggest_ls.harness.typist import stdlib_file
 
 MODULES = (
     "textwrap.py",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import socket
 import subprocess
 import sys
 from pathlib import Path
@@ -17,13 +16,6 @@ from tests.e2e.conftest import CAPABILITIES, as_dict, inline, open_doc
 __all__ = ["CAPABILITIES", "as_dict", "change_settings", "inline", "open_doc", "start", "status", "wait_for"]
 
 OPTIONS = {"temperature": 0, "debounceMs": 0}
-
-
-def free_port() -> int:
-    """A TCP port free on loopback right now."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @pytest.fixture(scope="session")

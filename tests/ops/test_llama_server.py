@@ -16,8 +16,8 @@ import pytest
 from suggest_ls.backends.contract import GenRequest, StopRule
 from suggest_ls.backends.remote import RemoteBackend, RemoteConfig
 from suggest_ls.backends.switchable import run_job
+from suggest_ls.harness.wire import free_port
 
-from .conftest import free_port
 from .test_remote import stop, wait_up, watch_text
 
 

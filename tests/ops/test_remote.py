@@ -19,8 +19,9 @@ from pytest_lsp import ClientServerConfig, LanguageClient
 from suggest_ls.backends.contract import GenRequest, GenResult, StopRule
 from suggest_ls.backends.remote import RemoteBackend, RemoteConfig, RemoteError, base_url
 from suggest_ls.backends.switchable import run_job
+from suggest_ls.harness.wire import free_port
 
-from .conftest import free_port, inline, open_doc, start, status
+from .conftest import inline, open_doc, start, status
 
 KEY = "test-key-5e7c"
 KEY_ENV = "SUGGEST_LS_TEST_REMOTE_KEY"
