@@ -309,16 +309,7 @@ def analyse(
     error_examples: set[str] = set()
     stale_examples: list[dict[str, Any]] = []
     crossed = 0
-    # the whole line that a refresh brought, by (document, version), and answers a refresh made stale
-    by_refresh: dict[tuple[int, int], float] = {}
-    refresh_stale = 0
-    for again in refreshes or []:
-        if again.call.answered <= 0 or not _items(again.call):
-            continue
-        if any(again.call.sent < t < again.call.answered for t in typed_times.get(again.doc, [])):
-            refresh_stale += 1
-        else:
-            by_refresh.setdefault((again.doc, again.version), again.call.answered)
+    by_refresh, refresh_stale = _refreshed_lines(refreshes or [], typed_times)
     to_whole_line: list[float] = []
     to_any: list[float] = []  # burst end to the first suggestion on screen, answered or refreshed
     overhead: list[float] = []
@@ -369,12 +360,6 @@ def analyse(
             overhead.append(call.rtt_ms - engine)
             pipeline.append(float(r.get("total_ms", 0.0)) - engine)
     runs = [r for r in records if _ran(r) and r.get("version", 0) > 1]
-    outcomes: dict[str, int] = {}
-    for r in records:
-        if r.get("version", 0) > 1:
-            o = str(r.get("outcome", ""))
-            o = "superseded" if o.startswith("superseded") else o
-            outcomes[o] = outcomes.get(o, 0) + 1
     return {
         "counts": {
             "keystrokes": len(sent),
@@ -410,11 +395,39 @@ def analyse(
             "evaluated": [float(r["evaluated_tokens"]) for r in runs if "evaluated_tokens" in r],
             "generated": [float(r.get("generated_tokens", 0)) for r in runs],
         },
-        "outcomes": outcomes,
+        "outcomes": _outcomes(records),
         "over_bound": _over_bound(sent, records, sources, count_tokens),
         "error_examples": sorted(error_examples)[:5],
         "stale_examples": stale_examples,
     }
+
+
+def _refreshed_lines(
+    refreshes: list[Refresh], typed_times: dict[int, list[float]]
+) -> tuple[dict[tuple[int, int], float], int]:
+    """When the whole line a refresh brought arrived, by (document, version), and how many refresh
+    answers a later keystroke made stale."""
+    by_refresh: dict[tuple[int, int], float] = {}
+    stale = 0
+    for again in refreshes:
+        if again.call.answered <= 0 or not _items(again.call):
+            continue
+        if any(again.call.sent < t < again.call.answered for t in typed_times.get(again.doc, [])):
+            stale += 1
+        else:
+            by_refresh.setdefault((again.doc, again.version), again.call.answered)
+    return by_refresh, stale
+
+
+def _outcomes(records: list[dict[str, Any]]) -> dict[str, int]:
+    """The server's outcomes after the warm-up request (every superseded kind counted as one)."""
+    outcomes: dict[str, int] = {}
+    for r in records:
+        if r.get("version", 0) > 1:
+            o = str(r.get("outcome", ""))
+            o = "superseded" if o.startswith("superseded") else o
+            outcomes[o] = outcomes.get(o, 0) + 1
+    return outcomes
 
 
 def summarise(kind: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:
