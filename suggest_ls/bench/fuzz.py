@@ -16,11 +16,9 @@ Targets (each runs ``--cases`` examples; the total is printed and written as JSO
 from __future__ import annotations
 
 import argparse
-import hashlib
 import json
 import platform
 import time
-from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -28,169 +26,10 @@ from typing import Any
 from hypothesis import HealthCheck, Phase, given, settings
 from hypothesis import strategies as st
 
-from suggest_ls.lsp.document import Document
-from suggest_ls.lsp.framing import FrameError, FrameParser, valid_id
-
-# ----- the reference client-side document (independent of document.py) -----
-BREAKS = ("\r\n", "\r", "\n")
-ALPHABET = [
-    "a",
-    "b",
-    "z",
-    " ",
-    "\t",
-    "\n",
-    "\r",
-    "\r\n",
-    "é",
-    "中",
-    "😀",
-    "𝔘",
-    "\u2028",
-    "\x85",
-    "\x00",
-    "\ud800",
-    "\x0c",
-]
-
-
-def ref_lines(text: str) -> list[tuple[int, int]]:
-    """(start, end-without-break) of every line; only CR, LF and CRLF end a line, as in LSP."""
-    lines = []
-    start = i = 0
-    while i < len(text):
-        ch = text[i]
-        if ch in "\r\n":
-            end = i
-            i += 2 if text[i : i + 2] == "\r\n" else 1
-            lines.append((start, end))
-            start = i
-        else:
-            i += 1
-    lines.append((start, len(text)))
-    return lines
-
-
-def ref_units(text: str, encoding: str) -> int:
-    """Length in code units of the encoding, by encoding the text."""
-    if encoding == "utf-8":
-        return len(text.encode("utf-8", "surrogatepass"))
-    if encoding == "utf-32":
-        return len(text)
-    return len(text.encode("utf-16-le", "surrogatepass")) // 2
-
-
-def ref_offset(text: str, line: int, character: int, encoding: str = "utf-16") -> int:
-    """String offset of an LSP position with the spec's clamping (past the line end → line end)."""
-    lines = ref_lines(text)
-    if line >= len(lines):
-        return len(text)
-    start, end = lines[line]
-    for i in range(start, end + 1):
-        if ref_units(text[start:i], encoding) >= character:
-            return i
-    return end
-
-
-def ref_apply(text: str, start: tuple[int, int], end: tuple[int, int], new: str, encoding: str = "utf-16") -> str:
-    """The text after one ranged change."""
-    a, b = ref_offset(text, start[0], start[1], encoding), ref_offset(text, end[0], end[1], encoding)
-    return text[:a] + new + text[b:]
-
-
-def sha(text: str) -> str:
-    """The hash ``suggest/documentState`` reports."""
-    return hashlib.sha256(text.encode("utf-8", "surrogatepass")).hexdigest()
-
-
-# ----- strategies -----
-texts = st.lists(st.sampled_from(ALPHABET), max_size=60).map("".join)
-
-
-@st.composite
-def positions(draw: Any, text: str, encoding: str = "utf-16") -> tuple[int, int]:
-    """A position on a character boundary, sometimes past the end of its line or of the document."""
-    lines = ref_lines(text)
-    line = draw(st.integers(0, len(lines)))
-    if line >= len(lines) or draw(st.integers(0, 9)) == 0:
-        return line, draw(st.integers(0, 80))
-    start, end = lines[line]
-    i = draw(st.integers(start, end))
-    return line, ref_units(text[start:i], encoding)
-
-
-@st.composite
-def edit_sequences(draw: Any, encoding: str = "utf-16") -> tuple[str, list[tuple[Any, Any, str]]]:
-    """An initial text and a list of valid edits (ordered ranges; ``None`` ranges replace everything)."""
-    text = draw(texts)
-    current = text
-    edits: list[tuple[Any, Any, str]] = []
-    for _ in range(draw(st.integers(1, 12))):
-        new = draw(texts)
-        if draw(st.integers(0, 15)) == 0:
-            edits.append((None, None, new))
-            current = new
-            continue
-        p, q = draw(positions(current, encoding)), draw(positions(current, encoding))
-        if ref_offset(current, p[0], p[1], encoding) > ref_offset(current, q[0], q[1], encoding):
-            p, q = q, p
-        edits.append((p, q, new))
-        current = ref_apply(current, p, q, new, encoding)
-    return text, edits
-
-
-# ----- targets -----
-def check_document(text: str, edits: list[tuple[Any, Any, str]], encoding: str, chunk: int = 1 << 16) -> None:
-    """Document and the reference agree on text, lines and positions after every edit."""
-    doc = Document("u", text, encoding=encoding, chunk=chunk)
-    current = text
-    for p, q, new in edits:
-        doc.apply(p, q, new)
-        current = new if p is None else ref_apply(current, p, q, new, encoding)
-        lines = ref_lines(current)
-        assert doc.line_count == len(lines)
-        assert doc._starts.tolist() == [s for s, _ in lines]
-        for n, (s, e) in enumerate(lines):
-            assert doc.line(n) == current[s:e]
-            assert doc.offset(n, ref_units(current[s:e], encoding)) == e
-        assert doc.slice(1, len(current) - 1) == current[1:-1]
-        assert doc.text == current, (doc.text, current)
-
-
-def document_property(encoding: str = "utf-16") -> Callable[..., None]:
-    """The document target as a hypothesis test function (tiny chunks exercise chunk boundaries)."""
-
-    @given(edit_sequences(encoding), st.sampled_from([1, 2, 3, 7, 1 << 16]))
-    def run(case: tuple[str, list[tuple[Any, Any, str]]], chunk: int) -> None:
-        check_document(case[0], case[1], encoding, chunk)
-
-    return run
-
-
-json_values = st.recursive(
-    st.none() | st.booleans() | st.integers(-(2**63), 2**63) | st.floats(allow_nan=False) | st.text(max_size=20),
-    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=8), inner, max_size=4),
-    max_leaves=12,
-)
-bodies = json_values.map(lambda v: json.dumps(v).encode())
-garbage = st.binary(max_size=40).map(lambda b: b.replace(b":", b""))
-
-
-@given(st.lists(st.tuples(garbage, bodies), min_size=1, max_size=8), st.lists(st.integers(1, 64), min_size=1))
-def framing_property(items: list[tuple[bytes, bytes]], cuts: list[int]) -> None:
-    """Garbage between frames is reported and dropped; every frame after it comes out whole."""
-    stream = b"".join(g + b"\r\n" + b"Content-Length: %d\r\n\r\n" % len(body) + body for g, body in items)
-    parser = FrameParser()
-    out: list[Any] = []
-    i = k = 0
-    while i < len(stream):
-        n = cuts[k % len(cuts)]
-        out += parser.feed(stream[i : i + n])
-        i, k = i + n, k + 1
-    frames = [x.body for x in out if not isinstance(x, FrameError)]
-    assert frames == [body for _, body in items]
-    assert not parser.incomplete
-
+from suggest_ls.harness.properties import document_property, edit_sequences, framing_property, json_values
+from suggest_ls.harness.reference import ref_apply, sha
+from suggest_ls.harness.wire import frame
+from suggest_ls.lsp.framing import valid_id
 
 LSP_METHODS = [
     "textDocument/inlineCompletion",
@@ -257,7 +96,7 @@ def lsp_messages(draw: Any) -> tuple[bytes, Any]:
         return draw(st.binary(min_size=1, max_size=60)).replace(b":", b"") + b"\r\n", None
     if kind == 1:
         body = draw(st.binary(max_size=60))
-        return b"Content-Length: %d\r\n\r\n" % len(body) + body, "null-or-none"
+        return frame(body), "null-or-none"
     method = draw(st.sampled_from([*LSP_METHODS, "initialize", "shutdown"][: len(LSP_METHODS) + (kind == 9)]))
     msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method, "params": draw(mutated(valid_params(method, kind)))}
     request = method not in (
@@ -273,7 +112,7 @@ def lsp_messages(draw: Any) -> tuple[bytes, Any]:
     body = json.dumps(msg).encode()
     # JSON-RPC: a message with a method and a usable id is a request and gets one answer, even when broken
     answer = msg.get("id") if "method" in msg and valid_id(msg.get("id")) else None
-    return b"Content-Length: %d\r\n\r\n" % len(body) + body, answer
+    return frame(body), answer
 
 
 def _settings(cases: int, seed: int | None) -> settings:
@@ -361,7 +200,7 @@ def run_sync(server: Any, cases: int, seed: int | None = None) -> dict[str, int]
 
 def main(argv: list[str], model: str = "") -> int:
     """Run the fuzz targets and write ``bench-results/fuzz.json``."""
-    from suggest_ls.bench.rawlsp import RawServer
+    from suggest_ls.harness.raw import RawServer
 
     p = argparse.ArgumentParser(prog="suggest-ls bench fuzz")
     p.add_argument("--cases", type=int, default=2500, help="examples per target (4 targets)")

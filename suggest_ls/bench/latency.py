@@ -18,7 +18,6 @@ import asyncio
 import contextlib
 import json
 import os
-import socket
 import sys
 import tempfile
 import time
@@ -28,24 +27,18 @@ from pathlib import Path
 from typing import Any
 
 from suggest_ls.bench.common import Progress, machine, pcts, table, write_json
-from suggest_ls.bench.lspclient import Call, LspClient
-from suggest_ls.bench.typist import DEFAULT_FILES, Keystroke, Rhythm, Source, plan
 from suggest_ls.completion.deadline import PENDING
 from suggest_ls.completion.stats import STALE_LOGGED, UNREAD_SEND
-from suggest_ls.lsp.document import utf16_len
+from suggest_ls.harness.client import Call, LspClient
+from suggest_ls.harness.typist import DEFAULT_FILES, Keystroke, Rhythm, Source, plan
+from suggest_ls.harness.wire import EDITOR_CAPABILITIES, free_port, position, server_command
 from suggest_ls.settings import parse_pairs
 
 SERVERS = ("suggest-ls", "naive", "openai")
 CROSSED_MS = 1.0
-CAPABILITIES: dict[str, Any] = {
-    "general": {"positionEncodings": ["utf-16"]},
-    "textDocument": {"inlineCompletion": {}, "synchronization": {}},
-    # like the VS Code and Neovim clients: ask again on suggest/refresh (see ``follow_refresh``)
-    "experimental": {"suggestRefresh": True},
-}
-
-# a plain LSP client: no suggest/refresh, so whole lines only (the issue's "plain client" figures)
-PLAIN_CAPABILITIES: dict[str, Any] = {k: v for k, v in CAPABILITIES.items() if k != "experimental"}
+# like the VS Code and Neovim clients, the replay asks again on suggest/refresh (``follow_refresh``);
+# a plain LSP client does not, so it gets whole lines only
+PLAIN_CAPABILITIES: dict[str, Any] = {k: v for k, v in EDITOR_CAPABILITIES.items() if k != "experimental"}
 CURSOR_NOTIFICATION = "suggest/didMoveCursor"
 
 
@@ -66,19 +59,6 @@ class Refresh:
     doc: int
     version: int
     call: Call
-
-
-def position(text: str, offset: int) -> dict[str, int]:
-    """The LSP position (UTF-16 columns) of a string offset."""
-    line = text.count("\n", 0, offset)
-    start = text.rfind("\n", 0, offset) + 1
-    return {"line": line, "character": utf16_len(text[start:offset])}
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 class Session:
@@ -113,8 +93,7 @@ class Session:
         stderr = (self.dir / "stderr.txt").open("wb")
         if self.kind == "suggest-ls":
             env["SUGGEST_LS_TRACE"] = str(self.trace)
-            argv = [sys.executable, "-m", "suggest_ls", "--stdio", "--log-file", str(self.dir / "server.log")]
-            argv += ["--model", self.model]
+            argv = server_command("--model", self.model, log_file=self.dir / "server.log")
         else:
             argv = [sys.executable, "-m", "suggest_ls.bench.baseline", "--mode", self.kind, "--model", self.model]
             argv += [
@@ -128,28 +107,15 @@ class Session:
             if self.kind == "openai":
                 argv += ["--endpoint", await self._start_openai()]
         self.client = await LspClient.spawn(argv, env=env, stderr=stderr)
-        await self.client.request(
-            "initialize",
-            {
-                "processId": os.getpid(),
-                "rootUri": None,
-                "capabilities": PLAIN_CAPABILITIES if self.plain else CAPABILITIES,
-                "initializationOptions": self.settings,
-            },
-            timeout=120,
-        )
-        self.client.notify("initialized", {})
-        for _ in range(1200):
-            status = await self.client.request("suggest/status", {}, timeout=60)
-            if status and status.get("state") != "loading":
-                if status.get("state") not in ("ready",):
-                    raise RuntimeError(f"{self.kind}: server not ready: {status}")
-                break
-            await asyncio.sleep(0.1)
+        capabilities = PLAIN_CAPABILITIES if self.plain else EDITOR_CAPABILITIES
+        await self.client.initialize(self.settings, capabilities, os.getpid())
+        status = await self.client.wait_ready()
+        if status.get("state") != "ready":
+            raise RuntimeError(f"{self.kind}: server not ready: {status}")
         return self.client
 
     async def _start_openai(self) -> str:
-        port = _free_port()
+        port = free_port()
         n_ctx = str(self.settings.get("contextSize", 4096))
         threads = ["--n_threads", str(self.threads), "--n_threads_batch", str(self.threads)] if self.threads else []
         log = (self.dir / "openai-server.log").open("wb")
@@ -343,16 +309,7 @@ def analyse(
     error_examples: set[str] = set()
     stale_examples: list[dict[str, Any]] = []
     crossed = 0
-    # the whole line that a refresh brought, by (document, version), and answers a refresh made stale
-    by_refresh: dict[tuple[int, int], float] = {}
-    refresh_stale = 0
-    for again in refreshes or []:
-        if again.call.answered <= 0 or not _items(again.call):
-            continue
-        if any(again.call.sent < t < again.call.answered for t in typed_times.get(again.doc, [])):
-            refresh_stale += 1
-        else:
-            by_refresh.setdefault((again.doc, again.version), again.call.answered)
+    by_refresh, refresh_stale = _refreshed_lines(refreshes or [], typed_times)
     to_whole_line: list[float] = []
     to_any: list[float] = []  # burst end to the first suggestion on screen, answered or refreshed
     overhead: list[float] = []
@@ -403,12 +360,6 @@ def analyse(
             overhead.append(call.rtt_ms - engine)
             pipeline.append(float(r.get("total_ms", 0.0)) - engine)
     runs = [r for r in records if _ran(r) and r.get("version", 0) > 1]
-    outcomes: dict[str, int] = {}
-    for r in records:
-        if r.get("version", 0) > 1:
-            o = str(r.get("outcome", ""))
-            o = "superseded" if o.startswith("superseded") else o
-            outcomes[o] = outcomes.get(o, 0) + 1
     return {
         "counts": {
             "keystrokes": len(sent),
@@ -444,11 +395,39 @@ def analyse(
             "evaluated": [float(r["evaluated_tokens"]) for r in runs if "evaluated_tokens" in r],
             "generated": [float(r.get("generated_tokens", 0)) for r in runs],
         },
-        "outcomes": outcomes,
+        "outcomes": _outcomes(records),
         "over_bound": _over_bound(sent, records, sources, count_tokens),
         "error_examples": sorted(error_examples)[:5],
         "stale_examples": stale_examples,
     }
+
+
+def _refreshed_lines(
+    refreshes: list[Refresh], typed_times: dict[int, list[float]]
+) -> tuple[dict[tuple[int, int], float], int]:
+    """When the whole line a refresh brought arrived, by (document, version), and how many refresh
+    answers a later keystroke made stale."""
+    by_refresh: dict[tuple[int, int], float] = {}
+    stale = 0
+    for again in refreshes:
+        if again.call.answered <= 0 or not _items(again.call):
+            continue
+        if any(again.call.sent < t < again.call.answered for t in typed_times.get(again.doc, [])):
+            stale += 1
+        else:
+            by_refresh.setdefault((again.doc, again.version), again.call.answered)
+    return by_refresh, stale
+
+
+def _outcomes(records: list[dict[str, Any]]) -> dict[str, int]:
+    """The server's outcomes after the warm-up request (every superseded kind counted as one)."""
+    outcomes: dict[str, int] = {}
+    for r in records:
+        if r.get("version", 0) > 1:
+            o = str(r.get("outcome", ""))
+            o = "superseded" if o.startswith("superseded") else o
+            outcomes[o] = outcomes.get(o, 0) + 1
+    return outcomes
 
 
 def summarise(kind: str, rounds: list[dict[str, Any]]) -> dict[str, Any]:

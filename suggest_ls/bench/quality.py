@@ -30,10 +30,11 @@ from suggest_ls.backends.llama.engine import Engine
 from suggest_ls.backends.llama.loading import EngineConfig
 from suggest_ls.backends.models import resolve_model
 from suggest_ls.bench.common import Progress, machine, pcts, table, write_json
-from suggest_ls.bench.lspclient import LspClient
 from suggest_ls.completion.deadline import PENDING
 from suggest_ls.completion.prompt import Template, detect_template, fill
 from suggest_ls.completion.stats import LINE_FINISHED
+from suggest_ls.harness.client import LspClient
+from suggest_ls.harness.wire import EDITOR_CAPABILITIES, position, server_command
 from suggest_ls.settings import parse_pairs
 
 TIMEOUT_S = 3.0
@@ -129,13 +130,6 @@ def run_program(program: str, timeout: float = TIMEOUT_S) -> bool:
 
 # ----- running the arms -----
 
-CAPABILITIES: dict[str, Any] = {
-    "general": {"positionEncodings": ["utf-16"]},
-    "textDocument": {"inlineCompletion": {}, "synchronization": {}},
-    # it asks again on suggest/refresh, as the VS Code and Neovim clients do: the text scored is
-    # the whole line, the latency the first answer's
-    "experimental": {"suggestRefresh": True},
-}
 AUTOMATIC = 2  # InlineCompletionTriggerKind.Automatic: what an editor sends while the user types
 # Greedy, no debounce; no extra context: the problems are unrelated files, and the chunk ring would
 # otherwise hand the model earlier problems' reference solutions as examples.
@@ -164,13 +158,6 @@ class Outcome:
 def exact(shown: str, middle: str) -> bool:
     """Exact match of the filled text with the reference (trailing whitespace aside)."""
     return shown.rstrip() == middle.rstrip() and bool(shown.strip())
-
-
-def position(document: str, offset: int) -> dict[str, int]:
-    """LSP position (UTF-16 units) of a string offset."""
-    line = document.count("\n", 0, offset)
-    start = document.rfind("\n", 0, offset) + 1
-    return {"line": line, "character": len(document[start:offset].encode("utf-16-le")) // 2}
 
 
 def utf16_to_offset(document: str, pos: dict[str, int]) -> int:
@@ -210,23 +197,16 @@ class ServerArm:
     async def start(self) -> None:
         """Start the server, initialize, and wait for the model."""
         env = dict(os.environ, SUGGEST_LS_TRACE=str(self.trace))
-        argv = [sys.executable, "-m", "suggest_ls", "--stdio", "--log-file", str(self.workdir / "server.log")]
-        if self.model:
-            argv += ["--model", self.model]
+        argv = server_command(*(("--model", self.model) if self.model else ()), log_file=self.workdir / "server.log")
         stderr = (self.workdir / "stderr.txt").open("wb")
         self.client = await LspClient.spawn(argv, env=env, stderr=stderr)
-        params = {"processId": os.getpid(), "rootUri": None, "capabilities": CAPABILITIES}
-        await self.client.request("initialize", dict(params, initializationOptions=self.settings), timeout=120)
-        self.client.notify("initialized", {})
-        for _ in range(1200):
-            status = await self.client.request("suggest/status", {}, timeout=60)
-            if status and status.get("state") != "loading":
-                if status.get("state") != "ready":
-                    raise RuntimeError(f"server not ready: {status}")
-                self.status = status
-                return
-            await asyncio.sleep(0.1)
-        raise RuntimeError("the model did not load")
+        # it asks again on suggest/refresh, as the VS Code and Neovim clients do: the text scored is
+        # the whole line, the latency the first answer's
+        await self.client.initialize(self.settings, EDITOR_CAPABILITIES, os.getpid())
+        status = await self.client.wait_ready()
+        if status.get("state") != "ready":
+            raise RuntimeError(f"server not ready: {status}")
+        self.status = status
 
     def open(self, task: Task) -> None:
         """Open (or switch to) the problem's document with the task's text."""

@@ -22,14 +22,16 @@ import random
 import sys
 import time
 from collections import Counter
+from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 import psutil
 
-from suggest_ls.bench.fuzz import ref_apply, ref_lines, ref_units, sha
-from suggest_ls.bench.rawlsp import INLINE, RawServer
+from suggest_ls.harness.raw import RawServer
+from suggest_ls.harness.reference import ref_apply, ref_lines, ref_units, sha
+from suggest_ls.harness.wire import INLINE
 
 SOURCES = [
     "json/decoder.py",
@@ -95,8 +97,8 @@ def _source(name: str, lines: int) -> str:
     return "".join(path.read_text(encoding="utf-8").splitlines(keepends=True)[:lines])
 
 
-def main(argv: list[str], model: str = "") -> int:
-    """Run the soak and write ``bench-results/soak.json``."""
+def _parser() -> argparse.ArgumentParser:
+    """Arguments of ``suggest-ls bench soak``."""
     p = argparse.ArgumentParser(prog="suggest-ls bench soak")
     p.add_argument("--requests", type=int, default=10_000, help="completion requests to send")
     p.add_argument("--docs", type=int, default=8)
@@ -111,7 +113,91 @@ def main(argv: list[str], model: str = "") -> int:
     p.add_argument("--seed", type=int, default=7)
     p.add_argument("--drain-timeout", type=float, default=1800.0, help="seconds allowed for the last answers")
     p.add_argument("--out", default="bench-results/soak.json")
-    args = p.parse_args(argv)
+    return p
+
+
+@dataclass
+class Sent:
+    """What the simulated editor sent: completion requests, barriers and cancels, and the RSS samples."""
+
+    requests: dict[Any, tuple[Doc, int]] = field(default_factory=dict)  # completion id -> (doc, version)
+    barriers: dict[Any, tuple[Doc, int]] = field(default_factory=dict)  # documentState id -> (doc, version sent)
+    cancelled: set[Any] = field(default_factory=set)
+    rss: list[tuple[int, int]] = field(default_factory=list)  # (requests sent, resident bytes)
+    base_rss: int = 0  # after the warm-up share of the run
+
+
+def _type(
+    srv: RawServer, docs: list[Doc], args: argparse.Namespace, rng: random.Random, proc: psutil.Process, started: float
+) -> Sent:
+    """Type into the documents at ``--rate``, keeping at most ``--in-flight`` completions outstanding."""
+    out = Sent()
+    warm = int(args.requests * args.warmup)
+    period = 1.0 / args.rate
+    t_next = time.perf_counter()
+    outstanding: set[Any] = set()
+    for n in range(args.requests):
+        while True:
+            outstanding = {i for i in outstanding if i not in srv.responses}
+            if len(outstanding) < args.in_flight:
+                break
+            time.sleep(0.005)
+        doc = rng.choice(docs)
+        srv.change(doc.uri, doc.version + 1, [doc.edit()])
+        out.barriers[srv.request("suggest/documentState", {"uri": doc.uri})] = (doc, doc.version)
+        invoked = rng.random() < 0.1
+        msg_id = srv.request(INLINE, srv.inline_params(doc.uri, doc.line, doc.char, invoked))
+        out.requests[msg_id] = (doc, doc.version)
+        outstanding.add(msg_id)
+        if rng.random() < args.cancel:
+            target = rng.choice(sorted(outstanding))
+            srv.notify("$/cancelRequest", {"id": target})
+            out.cancelled.add(target)
+        if n % 250 == 0 or n == warm:
+            out.rss.append((n, proc.memory_info().rss))
+            if n == warm:
+                out.base_rss = out.rss[-1][1]
+        if n and n % 1000 == 0:
+            print(
+                f"  {n} requests, {time.perf_counter() - started:.0f} s, rss {out.rss[-1][1] / 2**20:.0f} MiB",
+                file=sys.stderr,
+            )
+        t_next += period
+        delay = t_next - time.perf_counter()
+        if delay > 0:
+            time.sleep(delay)
+        else:
+            t_next = time.perf_counter()
+    return out
+
+
+def _check(srv: RawServer, sent: Sent) -> tuple[Counter[str], int, int]:
+    """Every answer checked: the outcomes, stale suggestions and barriers out of sync with the client."""
+    outcomes: Counter[str] = Counter()
+    stale = 0
+    last_ack: dict[str, list[tuple[int, int]]] = {}  # uri -> [(arrival, version acknowledged)]
+    desync = 0
+    for b_id, (doc, version) in sent.barriers.items():
+        state = srv.responses[b_id].get("result") or {}
+        if state.get("version") != version or state.get("sha256") != doc.shas[version]:
+            desync += 1
+        last_ack.setdefault(doc.uri, []).append((srv.arrival[b_id], version))
+    for msg_id, (doc, version) in sent.requests.items():
+        answer = srv.responses[msg_id]
+        if "error" in answer:
+            outcomes["cancelled" if answer["error"]["code"] == -32800 else f"error {answer['error']['code']}"] += 1
+            continue
+        items = answer["result"]["items"]
+        outcomes["suggestion" if items else "empty"] += 1
+        arrived = srv.arrival[msg_id]
+        if items and any(a < arrived and v > version for a, v in last_ack.get(doc.uri, [])):
+            stale += 1
+    return outcomes, stale, desync
+
+
+def main(argv: list[str], model: str = "") -> int:
+    """Run the soak and write ``bench-results/soak.json``."""
+    args = _parser().parse_args(argv)
     rng = random.Random(args.seed)
     options = {
         "debounceMs": 0,
@@ -137,47 +223,14 @@ def main(argv: list[str], model: str = "") -> int:
         for msg_id in warmups:
             srv.wait(msg_id, timeout=args.drain_timeout)
         rss_start = proc.memory_info().rss
-        requests: dict[Any, tuple[Doc, int]] = {}  # completion id -> (doc, version)
-        barriers: dict[Any, tuple[Doc, int]] = {}  # documentState id -> (doc, version sent)
-        cancelled: set[Any] = set()
-        rss: list[tuple[int, int]] = []
-        base_rss = 0
-        warm = int(args.requests * args.warmup)
-        period = 1.0 / args.rate
-        t_next = time.perf_counter()
-        outstanding: set[Any] = set()
-        for n in range(args.requests):
-            while True:
-                outstanding = {i for i in outstanding if i not in srv.responses}
-                if len(outstanding) < args.in_flight:
-                    break
-                time.sleep(0.005)
-            doc = rng.choice(docs)
-            srv.change(doc.uri, doc.version + 1, [doc.edit()])
-            barriers[srv.request("suggest/documentState", {"uri": doc.uri})] = (doc, doc.version)
-            invoked = rng.random() < 0.1
-            msg_id = srv.request(INLINE, srv.inline_params(doc.uri, doc.line, doc.char, invoked))
-            requests[msg_id] = (doc, doc.version)
-            outstanding.add(msg_id)
-            if rng.random() < args.cancel:
-                target = rng.choice(sorted(outstanding))
-                srv.notify("$/cancelRequest", {"id": target})
-                cancelled.add(target)
-            if n % 250 == 0 or n == warm:
-                rss.append((n, proc.memory_info().rss))
-                if n == warm:
-                    base_rss = rss[-1][1]
-            if n and n % 1000 == 0:
-                print(
-                    f"  {n} requests, {time.perf_counter() - started:.0f} s, rss {rss[-1][1] / 2**20:.0f} MiB",
-                    file=sys.stderr,
-                )
-            t_next += period
-            delay = t_next - time.perf_counter()
-            if delay > 0:
-                time.sleep(delay)
-            else:
-                t_next = time.perf_counter()
+        sent = _type(srv, docs, args, rng, proc, started)
+        requests, barriers, cancelled, rss, base_rss = (
+            sent.requests,
+            sent.barriers,
+            sent.cancelled,
+            sent.rss,
+            sent.base_rss,
+        )
         sent_s = time.perf_counter() - started
         drain_deadline = time.monotonic() + args.drain_timeout  # the last requests of each document run the model
         for msg_id in list(requests) + list(barriers):
@@ -185,26 +238,7 @@ def main(argv: list[str], model: str = "") -> int:
         drain_s = time.perf_counter() - started - sent_s
         status = srv.result("suggest/status", {})
         rss.append((args.requests, proc.memory_info().rss))
-        # every answer checked
-        outcomes: Counter[str] = Counter()
-        stale = 0
-        last_ack: dict[str, list[tuple[int, int]]] = {}  # uri -> [(arrival, version acknowledged)]
-        desync = 0
-        for b_id, (doc, version) in barriers.items():
-            state = srv.responses[b_id].get("result") or {}
-            if state.get("version") != version or state.get("sha256") != doc.shas[version]:
-                desync += 1
-            last_ack.setdefault(doc.uri, []).append((srv.arrival[b_id], version))
-        for msg_id, (doc, version) in requests.items():
-            answer = srv.responses[msg_id]
-            if "error" in answer:
-                outcomes["cancelled" if answer["error"]["code"] == -32800 else f"error {answer['error']['code']}"] += 1
-                continue
-            items = answer["result"]["items"]
-            outcomes["suggestion" if items else "empty"] += 1
-            arrived = srv.arrival[msg_id]
-            if items and any(a < arrived and v > version for a, v in last_ack.get(doc.uri, [])):
-                stale += 1
+        outcomes, stale, desync = _check(srv, sent)
         unanswered, twice = srv.unanswered(), srv.answered_twice()
         alive = srv.alive()
         code = srv.shutdown()

@@ -30,7 +30,7 @@ from typing import Any
 from suggest_ls.backends.models import embedded_model_path
 from suggest_ls.backends.quantize import quantize
 from suggest_ls.bench.common import machine, pcts, table, write_json
-from suggest_ls.bench.rawlsp import RawServer
+from suggest_ls.harness.raw import RawServer
 
 URI = "file:///bench/swap.py"
 

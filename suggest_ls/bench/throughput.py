@@ -23,7 +23,7 @@ from suggest_ls.backends.contract import GenRequest, GenResult, StopRule
 from suggest_ls.backends.llama.engine import Engine
 from suggest_ls.backends.llama.loading import EngineConfig
 from suggest_ls.bench.common import Progress, machine, table, write_json
-from suggest_ls.bench.typist import stdlib_file
+from suggest_ls.harness.typist import stdlib_file
 
 MODULES = (
     "textwrap.py",

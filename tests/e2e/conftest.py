@@ -1,7 +1,8 @@
-"""An LSP client talking to a real ``suggest-ls --stdio`` subprocess."""
+"""A typed LSP client (pytest-lsp) talking to a real ``suggest-ls --stdio`` subprocess; helpers for it."""
 
 from __future__ import annotations
 
+import asyncio
 import sys
 
 import pytest_lsp
@@ -26,25 +27,37 @@ OPTIONS = {"temperature": 0, "debounceMs": 0}
 
 
 async def start(client: LanguageClient, options: dict | None = None) -> types.InitializeResult:
-    """Initialize a session and wait until the model is loaded."""
+    """Initialize a session (``client.statuses`` records the status notifications) and wait until the
+    model is loaded."""
+    client.statuses = []  # type: ignore[attr-defined]
+
+    @client.feature("suggest/didChangeStatus")
+    def _status(params) -> None:
+        client.statuses.append(as_dict(params))  # type: ignore[attr-defined]
+
     result = await client.initialize_session(
-        types.InitializeParams(capabilities=CAPABILITIES, initialization_options=dict(OPTIONS, **(options or {})))
+        types.InitializeParams(capabilities=CAPABILITIES, initialization_options={**OPTIONS, **(options or {})})
     )
     await wait_ready(client)
     return result
 
 
+async def wait_for(client: LanguageClient, predicate, timeout: float = 60.0) -> dict:
+    """Poll ``suggest/status`` until ``predicate(status)`` holds; returns that status."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while True:
+        current = await status(client)
+        if predicate(current):
+            return current
+        if loop.time() > deadline:
+            raise TimeoutError(f"status never matched: {current}")
+        await asyncio.sleep(0.1)
+
+
 async def wait_ready(client: LanguageClient) -> dict:
     """Poll ``suggest/status`` until the server leaves the loading state."""
-    import asyncio
-
-    for _ in range(600):
-        status = await client.protocol.send_request_async("suggest/status", {})
-        status = as_dict(status)
-        if status["state"] != "loading":
-            return status
-        await asyncio.sleep(0.1)
-    raise TimeoutError("model did not load")
+    return await wait_for(client, lambda s: s["state"] != "loading")
 
 
 @pytest_lsp.fixture(config=CODER)

@@ -17,8 +17,8 @@ from suggest_ls.backends.contract import GenRequest, StopRule
 from suggest_ls.backends.remote.backend import RemoteBackend
 from suggest_ls.backends.remote.client import RemoteConfig
 from suggest_ls.backends.switchable import run_job
+from suggest_ls.harness.wire import free_port
 
-from .conftest import free_port
 from .test_remote import stop, wait_up, watch_text
 
 

@@ -20,8 +20,9 @@ from suggest_ls.backends.contract import GenRequest, GenResult, StopRule
 from suggest_ls.backends.remote.backend import RemoteBackend
 from suggest_ls.backends.remote.client import RemoteConfig, RemoteError, base_url
 from suggest_ls.backends.switchable import run_job
+from suggest_ls.harness.wire import free_port
 
-from .conftest import free_port, inline, open_doc, start, status
+from .conftest import inline, open_doc, start, status
 
 KEY = "test-key-5e7c"
 KEY_ENV = "SUGGEST_LS_TEST_REMOTE_KEY"

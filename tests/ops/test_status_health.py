@@ -15,8 +15,9 @@ from prometheus_client.parser import text_string_to_metric_families
 from pytest_lsp import ClientServerConfig, LanguageClient
 
 from suggest_ls.backends.device import gpu_memory
+from suggest_ls.harness.wire import free_port
 
-from .conftest import change_settings, free_port, inline, open_doc, start, status, wait_for
+from .conftest import change_settings, inline, open_doc, start, status, wait_for
 
 pytestmark = pytest.mark.asyncio(loop_scope="module")
 PORT = free_port()

@@ -8,7 +8,8 @@ import time
 import pytest
 
 from suggest_ls.bench import quality
-from suggest_ls.bench.quality import build_tasks, load_problems, position, run_program, utf16_to_offset
+from suggest_ls.bench.quality import build_tasks, load_problems, run_program, utf16_to_offset
+from suggest_ls.harness.wire import position
 
 
 @pytest.fixture(scope="module")

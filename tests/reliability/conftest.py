@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from suggest_ls.bench.rawlsp import RawServer
+from suggest_ls.harness.raw import RawServer
 
 OPTIONS = {"temperature": 0, "debounceMs": 0, "maxTokens": 16}
 FUNC = "def add(a, b):\n    return "

@@ -12,17 +12,11 @@ import time
 
 import psutil
 
-from suggest_ls.bench.fuzz import ref_apply, sha
-from suggest_ls.bench.rawlsp import RawServer
+from suggest_ls.harness.raw import RawServer
+from suggest_ls.harness.reference import ref_apply, sha
+from suggest_ls.harness.wire import INLINE, frame
 
 from .conftest import FUNC, MARKER, serving
-
-INLINE = "textDocument/inlineCompletion"
-
-
-def frame(body: bytes) -> bytes:
-    """A correctly framed body."""
-    return b"Content-Length: %d\r\n\r\n" % len(body) + body
 
 
 def raw_request(srv: RawServer, obj: dict, msg_id) -> dict:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import random
 import re
 
-from suggest_ls.bench.rawlsp import RawServer
+from suggest_ls.harness.raw import RawServer
 from suggest_ls.lsp.lograte import LogLimiter
 
 from .conftest import OPTIONS, serving

@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from hypothesis import settings
 
-from suggest_ls.bench.fuzz import framing_property
+from suggest_ls.harness.properties import framing_property
 from suggest_ls.lsp.framing import (
     BodyError,
     Frame,

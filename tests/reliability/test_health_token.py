@@ -12,7 +12,7 @@ import urllib.request
 
 import pytest
 
-from suggest_ls.bench.rawlsp import RawServer
+from suggest_ls.harness.raw import RawServer
 
 from .test_security import TOKEN
 

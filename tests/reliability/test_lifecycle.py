@@ -10,7 +10,8 @@ import time
 
 import psutil
 
-from suggest_ls.bench.rawlsp import CAPABILITIES, RawServer
+from suggest_ls.harness.raw import RawServer
+from suggest_ls.harness.wire import CAPABILITIES
 
 from .conftest import OPTIONS
 

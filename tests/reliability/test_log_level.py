@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from suggest_ls.bench.rawlsp import RawServer
+from suggest_ls.harness.raw import RawServer
 
 from .conftest import MARKER, OPTIONS
 

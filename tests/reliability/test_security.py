@@ -14,6 +14,8 @@ from pathlib import Path
 
 import psutil
 
+from suggest_ls.harness.raw import RawServer
+from suggest_ls.harness.wire import free_port
 from suggest_ls.lsp.framing import Frame, FrameParser, encode
 from suggest_ls.security import PrivacyFilter, is_loopback, load_token, token_matches
 
@@ -206,9 +208,7 @@ def test_a_non_loopback_bind_requires_the_token_in_initialize(tmp_path):
 
 
 def test_the_health_endpoint_binds_loopback_by_default():
-    from suggest_ls.bench.rawlsp import RawServer
-
-    port = _free_port()
+    port = free_port()
     srv = RawServer(("--health-port", str(port)))  # a port alone: no host given
     try:
         deadline = time.monotonic() + 30
@@ -222,12 +222,6 @@ def test_the_health_endpoint_binds_loopback_by_default():
         assert [(c.laddr.ip, c.laddr.port) for c in listening] == [("127.0.0.1", port)]
     finally:
         srv.kill()
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 def test_the_authentication_timeout_is_ten_seconds_by_default():

@@ -6,14 +6,13 @@ import asyncio
 import itertools
 import json
 import os
-import sys
 
 import pytest
 
-from suggest_ls.bench.latency import CAPABILITIES, position
-from suggest_ls.bench.lspclient import LspClient
-from suggest_ls.bench.typist import DEFAULT_FILES, Rhythm, plan
 from suggest_ls.completion.deadline import PENDING
+from suggest_ls.harness.client import LspClient
+from suggest_ls.harness.typist import DEFAULT_FILES, Rhythm, plan
+from suggest_ls.harness.wire import EDITOR_CAPABILITIES, position, server_command
 
 A = "".join(f"def scale_{i}(value):\n    return value * {i}\n\n\n" for i in range(12)) + "def scale_all(values):\n    "
 
@@ -21,18 +20,10 @@ A = "".join(f"def scale_{i}(value):\n    return value * {i}\n\n\n" for i in rang
 async def start(tmp_path, **options):
     trace = tmp_path / "trace.jsonl"
     env = {**os.environ, "SUGGEST_LS_TRACE": str(trace)}
-    argv = [sys.executable, "-m", "suggest_ls", "--stdio", "--log-file", str(tmp_path / "server.log")]
-    client = await LspClient.spawn(argv, env=env)
+    client = await LspClient.spawn(server_command(log_file=tmp_path / "server.log"), env=env)
     settings = {"temperature": 0, "debounceMs": 0, "maxTokens": 12, "promptTokens": 384, **options}
-    await client.request(
-        "initialize", {"processId": None, "capabilities": CAPABILITIES, "initializationOptions": settings}, 120
-    )
-    client.notify("initialized", {})
-    for _ in range(1200):
-        status = await client.request("suggest/status", {}, 60)
-        if status["state"] != "loading":
-            break
-        await asyncio.sleep(0.1)
+    await client.initialize(settings, EDITOR_CAPABILITIES)
+    status = await client.wait_ready()
     assert status["state"] == "ready", status
     return client, trace
 

@@ -80,7 +80,7 @@ def test_random_edit_sequences_match_a_reference_model(encoding):
     """A small sample of `suggest-ls bench fuzz --targets document` (same property)."""
     from hypothesis import settings
 
-    from suggest_ls.bench.fuzz import document_property
+    from suggest_ls.harness.properties import document_property
 
     settings(max_examples=40, deadline=None, database=None, derandomize=True)(document_property(encoding))()
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import asyncio
 
 from suggest_ls.bench.latency import Refresh, Sent, analyse
-from suggest_ls.bench.lspclient import Call
-from suggest_ls.bench.typist import Keystroke, Source
+from suggest_ls.harness.client import Call
+from suggest_ls.harness.typist import Keystroke, Source
 
 SOURCE = Source("file:///t.py", "/t.py", "x = ", 4, "1")
 ITEM = {"items": [{"insertText": "1"}]}

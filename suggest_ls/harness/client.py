@@ -1,18 +1,20 @@
-"""A small asyncio LSP client for the benchmarks: a server subprocess, timestamped requests.
+"""The async client: a server subprocess driven from asyncio, every request timestamped.
 
-It speaks JSON-RPC with Content-Length framing over the subprocess's stdin/stdout, sends
-requests without waiting for them (an editor keeps typing), stamps when each was sent and
-answered, and replies ``null`` to the server's own requests (progress, configuration).
+For benchmarks and scheduler tests where timing matters: requests go out without waiting for
+earlier ones (an editor keeps typing), each call records when it was sent and answered, and
+notifications are kept with their arrival time. The server's own requests are answered at once.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import time
 from dataclasses import dataclass, field
 from typing import Any
+
+from suggest_ls.harness import wire
+from suggest_ls.lsp.framing import encode
 
 
 @dataclass
@@ -33,12 +35,6 @@ class Call:
         return (self.answered - self.sent) * 1000 if self.answered else 0.0
 
 
-def encode(message: dict[str, Any]) -> bytes:
-    """Frame one JSON-RPC message."""
-    body = json.dumps(message, separators=(",", ":")).encode()
-    return b"Content-Length: %d\r\n\r\n" % len(body) + body
-
-
 class LspClient:
     """A server subprocess driven over stdio."""
 
@@ -46,19 +42,20 @@ class LspClient:
         self.proc = proc
         self.calls: dict[int, Call] = {}
         self.notifications: list[tuple[float, str, Any]] = []
+        self.inbox = wire.Inbox()
         self._next = 0
         self._reader = asyncio.ensure_future(self._read())
 
     @classmethod
     async def spawn(cls, argv: list[str], env: dict[str, str] | None = None, stderr: Any = None) -> LspClient:
-        """Start the server command and attach a client to it."""
+        """Start the server command (``wire.server_command`` for suggest-ls) and attach a client to it."""
         proc = await asyncio.create_subprocess_exec(
             *argv,
             stdin=asyncio.subprocess.PIPE,
             stdout=asyncio.subprocess.PIPE,
             stderr=stderr if stderr is not None else asyncio.subprocess.DEVNULL,
             env=env,
-            limit=1 << 24,
+            limit=1 << 24,  # a big read buffer: the client never holds the server back
         )
         return cls(proc)
 
@@ -67,29 +64,19 @@ class LspClient:
         assert out is not None
         while True:
             try:
-                header = await out.readuntil(b"\r\n\r\n")
-            except (asyncio.IncompleteReadError, asyncio.LimitOverrunError, ConnectionError):
+                data = await out.read(1 << 16)
+            except ConnectionError:
                 return
-            length = 0
-            for line in header.decode("ascii", "replace").split("\r\n"):
-                name, _, value = line.partition(":")
-                if name.strip().lower() == "content-length":
-                    length = int(value.strip())
-            try:
-                body = await out.readexactly(length)
-            except (asyncio.IncompleteReadError, ConnectionError):
+            if not data:
                 return
             now = time.perf_counter()
-            try:
-                msg = json.loads(body)
-            except ValueError:
-                continue
-            self._dispatch(msg, now)
+            for msg in self.inbox.feed(data):
+                self._dispatch(msg, now)
 
     def _dispatch(self, msg: dict[str, Any], now: float) -> None:
         if "method" in msg:
             if "id" in msg:  # a request from the server: answer it
-                self._write({"jsonrpc": "2.0", "id": msg["id"], "result": None})
+                self._write(wire.reply(msg))
             else:
                 self.notifications.append((now, msg["method"], msg.get("params")))
             return
@@ -113,7 +100,7 @@ class LspClient:
         self._next += 1
         call = Call(self._next, method, time.perf_counter())
         self.calls[call.id] = call
-        self._write({"jsonrpc": "2.0", "id": call.id, "method": method, "params": params})
+        self._write(wire.request(call.id, method, params))
         return call
 
     async def request(self, method: str, params: Any = None, timeout: float = 600.0) -> Any:
@@ -126,7 +113,31 @@ class LspClient:
 
     def notify(self, method: str, params: Any = None) -> None:
         """Send a notification."""
-        self._write({"jsonrpc": "2.0", "method": method, "params": params})
+        self._write(wire.notification(method, params))
+
+    async def initialize(
+        self,
+        options: dict[str, Any] | None = None,
+        capabilities: dict[str, Any] | None = None,
+        process_id: int | None = None,
+        timeout: float = 120.0,
+    ) -> Any:
+        """initialize + initialized; the server's initialize result."""
+        params = wire.initialize_params(options, capabilities, process_id)
+        result = await self.request("initialize", params, timeout=timeout)
+        self.notify("initialized", {})
+        return result
+
+    async def wait_ready(self, timeout: float = 120.0) -> dict[str, Any]:
+        """Poll ``suggest/status`` until the model is no longer loading; that status."""
+        deadline = time.monotonic() + timeout
+        while True:
+            status = await self.request("suggest/status", {}, timeout=60)
+            if status and status.get("state") != "loading":
+                return status  # type: ignore[no-any-return]
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"the model did not load in {timeout:.0f} s")
+            await asyncio.sleep(0.1)
 
     async def drain(self) -> None:
         """Wait until what was written has been handed to the pipe."""

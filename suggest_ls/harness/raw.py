@@ -1,16 +1,14 @@
-"""A raw LSP client for reliability tests, fuzzing and soak runs: bytes in, every frame out.
+"""The raw client: a real ``suggest-ls --stdio`` subprocess spoken to in bytes, every frame read back.
 
-It talks to a real ``suggest-ls --stdio`` subprocess, can send anything (broken headers, invalid
-JSON), answers the server's own requests, and counts the answers to each request id so
-"every request gets exactly one answer" can be checked.
+For bad input, framing, floods, fuzzing and soak runs: it can send anything (broken headers, invalid
+JSON), answers the server's own requests, and counts the answers to each request id so "every
+request gets exactly one answer" can be checked. Synchronous: a reader thread collects the answers.
 """
 
 from __future__ import annotations
 
-import json
 import os
 import subprocess
-import sys
 import tempfile
 import threading
 import time
@@ -18,13 +16,8 @@ from collections import Counter
 from pathlib import Path
 from typing import Any
 
-from suggest_ls.lsp.framing import Frame, FrameParser, encode
-
-INLINE = "textDocument/inlineCompletion"
-CAPABILITIES: dict[str, Any] = {
-    "textDocument": {"inlineCompletion": {}, "completion": {}, "synchronization": {}},
-    "general": {"positionEncodings": ["utf-16"]},
-}
+from suggest_ls.harness import wire
+from suggest_ls.lsp.framing import encode
 
 
 class ServerGone(RuntimeError):
@@ -44,8 +37,7 @@ class RawServer:
         self.dir = Path(workdir or tempfile.mkdtemp(prefix="suggest-ls-raw-"))
         self.log_path = self.dir / "server.log"
         self.stderr_path = self.dir / "stderr.txt"
-        cmd = [sys.executable, "-m", "suggest_ls", "--stdio", "--log-file", str(self.log_path)]
-        cmd += ["--log-level", log_level, *args]
+        cmd = wire.server_command(*args, log_file=self.log_path, log_level=log_level)
         self._stderr = self.stderr_path.open("wb")
         self.proc = subprocess.Popen(
             cmd, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=self._stderr, env=env or dict(os.environ)
@@ -58,39 +50,28 @@ class RawServer:
         self.arrival: dict[Any, int] = {}  # the order answers came in (for staleness checks)
         self.null_errors: list[dict[str, Any]] = []  # error answers with id null (unparsable input)
         self.notifications: list[dict[str, Any]] = []
-        self.frame_errors: list[str] = []
-        self.bytes_in = 0
+        self.inbox = wire.Inbox()
         self._closed = False
-        self._reader = threading.Thread(target=self._read, name="rawlsp-reader", daemon=True)
+        self._reader = threading.Thread(target=self._read, name="raw-client-reader", daemon=True)
         self._reader.start()
 
     # ----- reading -----
     def _read(self) -> None:
-        parser = FrameParser()
         out = self.proc.stdout
         assert out is not None
         while True:
             data = out.read1(1 << 16)  # type: ignore[attr-defined]
             if not data:
                 break
-            self.bytes_in += len(data)
-            for item in parser.feed(data):
-                if isinstance(item, Frame):
-                    self._dispatch(json.loads(item.body))
-                else:
-                    self.frame_errors.append(item.reason)
+            for msg in self.inbox.feed(data):
+                self._dispatch(msg)
         with self._cond:
             self._closed = True
             self._cond.notify_all()
 
     def _dispatch(self, msg: dict[str, Any]) -> None:
         if "method" in msg and "id" in msg:  # a request from the server: answer it
-            result: Any = (
-                [{}] * len(msg.get("params", {}).get("items", []))
-                if msg["method"] == "workspace/configuration"
-                else None
-            )
-            self.send({"jsonrpc": "2.0", "id": msg["id"], "result": result})
+            self.send(wire.reply(msg))
             return
         with self._cond:
             if "method" in msg:
@@ -130,18 +111,12 @@ class RawServer:
     def request(self, method: str, params: Any = None, msg_id: Any = None) -> Any:
         """Send a request; return its id."""
         msg_id = self.new_id() if msg_id is None else msg_id
-        msg: dict[str, Any] = {"jsonrpc": "2.0", "id": msg_id, "method": method}
-        if params is not None:
-            msg["params"] = params
-        self.send(msg)
+        self.send(wire.request(msg_id, method, params))
         return msg_id
 
     def notify(self, method: str, params: Any = None) -> None:
         """Send a notification."""
-        msg: dict[str, Any] = {"jsonrpc": "2.0", "method": method}
-        if params is not None:
-            msg["params"] = params
-        self.send(msg)
+        self.send(wire.notification(method, params))
 
     def wait(self, msg_id: Any, timeout: float = 60.0) -> dict[str, Any]:
         """Wait for the answer to ``msg_id``."""
@@ -175,9 +150,7 @@ class RawServer:
         capabilities: dict[str, Any] | None = None,
     ) -> dict[str, Any]:
         """initialize + initialized, then wait until the model is loaded."""
-        caps = CAPABILITIES if capabilities is None else capabilities
-        params = {"processId": process_id, "capabilities": caps, "initializationOptions": options or {}}
-        result = self.result("initialize", params)
+        result = self.result("initialize", wire.initialize_params(options, capabilities, process_id))
         self.notify("initialized", {})
         if wait_ready:
             self.wait_ready()
@@ -216,7 +189,7 @@ class RawServer:
         self, uri: str, line: int, character: int, invoked: bool = True, timeout: float = 60.0
     ) -> dict[str, Any]:
         """An inline completion answer (the whole response message)."""
-        return self.call(INLINE, self.inline_params(uri, line, character, invoked), timeout)
+        return self.call(wire.INLINE, self.inline_params(uri, line, character, invoked), timeout)
 
     def document_state(self, uri: str) -> dict[str, Any] | None:
         """The server's hash of a document (``suggest/documentState``)."""

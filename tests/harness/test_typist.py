@@ -1,9 +1,9 @@
-"""The latency benchmark's typist: its keystrokes rebuild the real file, in bursts and pauses."""
+"""The typist of the typing replays: its keystrokes rebuild the real file, in bursts and pauses."""
 
 from __future__ import annotations
 
-from suggest_ls.bench.latency import position
-from suggest_ls.bench.typist import DEFAULT_FILES, Rhythm, plan, stdlib_file
+from suggest_ls.harness.typist import DEFAULT_FILES, Rhythm, plan, stdlib_file
+from suggest_ls.harness.wire import position
 
 
 def test_replayed_keystrokes_type_the_file_back():
