@@ -47,9 +47,8 @@ def auto_prompt_tokens(prefill_tps: float) -> int:
 def adaptive_debounce(interval_ms: float, last_char: str = "") -> float:
     """Debounce in ms from the typing rhythm: a short wait only inside a word typed fast.
 
-    Waiting costs more than it saves here (replays: half the wait of a typist's interval, up to
-    60 ms, gave a 4x slower median than no wait): a superseded job's prompt work stays in the
-    document's cache, and a job that finishes mid-burst feeds the typing-through cache. So after a
+    Waiting costs more than it saves (the latency replays showed it; the README keeps the figures):
+    a superseded job's prompt work stays in the document's cache, and a job that finishes mid-burst feeds the typing-through cache. So after a
     space, punctuation or a newline (where people pause) and for typists slower than 250 ms a key
     there is no wait; inside a word, a quarter of the recent interval, at most 30 ms.
     """
