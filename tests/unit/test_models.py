@@ -72,7 +72,7 @@ def test_default_is_the_coder_model_when_it_is_installed(monkeypatch):
     monkeypatch.setattr("suggest_ls.backends.models.project_model_dirs", lambda roots=(): [])
     assert models.coder_installed(), "the coder extra is part of the project's setup"
     choice = resolve_model("", env={}, roots=[])
-    assert choice.path.name == models.CODER.file and choice.source == "embedded"
+    assert choice.path.name == models.CODER.file and choice.source == "the coder extra"
     assert "coder" in choice.why
     assert choice.path.stat().st_size == models.CODER_SIZE
 
