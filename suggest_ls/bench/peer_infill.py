@@ -1,24 +1,19 @@
 """The peer baseline of ``bench latency``: llama.cpp's ``llama-server`` driven the way llama.vim drives it.
 
-``LlamaVim`` replays the typist's keystrokes as llama.vim (ggml-org/llama.vim) reacts to them in
-insert mode, talking to ``POST /infill`` of a ``llama-server`` started with ``--cache-reuse 256``:
-
-- each keystroke hides the hint and looks in the client's cache (250 entries, LRU) for the new
-  text, or for one up to 128 characters back whose suggestion starts with what was typed since;
-- then asks for a completion, unless a request is in flight (it tries again every 100 ms until
-  that one has finished; requests are never cancelled), the cache already holds this text, or
-  more than 8 characters follow the cursor on its line;
-- a request sends 256 lines before the cursor line (``input_prefix``), 64 after it
-  (``input_suffix``), the cursor line up to the cursor (``prompt``), chunks of other text
-  (``input_extra``), ``n_predict`` 128, ``t_max_prompt_ms`` 500, ``t_max_predict_ms`` 250 for a
-  first request and 1000 for a follow-up, ``samplers`` top_k/top_p/infill with ``top_k`` 40 and
-  ``top_p`` 0.90, ``cache_prompt`` true, on slot 0;
-- an answer goes into the cache and is shown if it fits the text as it is now; once a hint is
-  shown, a follow-up request asks for the text as if it were accepted (speculative);
-- the chunks: 32 lines around the cursor when a document is first entered, and when the cursor
-  moved more than 32 lines, one from far above and one below the local window; a queued chunk
-  joins the extra context (at most 16) each second once the cursor has rested 3 s, with a request
-  that only evaluates it (``n_predict`` 0).
+``LlamaVim`` reacts to the typist's keystrokes as llama.vim (ggml-org/llama.vim) does in insert
+mode, asking ``POST /infill`` of a ``llama-server`` started with ``--cache-reuse 256``:
+- a keystroke hides the hint and looks in the client's cache (250 entries, LRU) for the new text,
+  or for one up to 128 characters back whose suggestion starts with what was typed since; then it
+  asks, unless a request is in flight (tried again every 100 ms; requests are never cancelled),
+  the cache holds this text, or more than 8 characters follow the cursor on its line;
+- a request: 256 lines before the cursor line (``input_prefix``), 64 after (``input_suffix``),
+  the line up to the cursor (``prompt``), ``input_extra``, ``n_predict`` 128, ``t_max_prompt_ms``
+  500, ``t_max_predict_ms`` 250 (1000 for a follow-up), samplers top_k 40 / top_p 0.90 / infill,
+  ``cache_prompt``, slot 0; an answer is cached and shown if it fits the text as it is now; a shown
+  hint is followed by a request for the text as if it were accepted (speculative);
+- extra context: 32 lines around the cursor when a document is first entered, and when the cursor
+  moved over 32 lines one chunk from far above and one below; a queued chunk joins (at most 16)
+  each second once the cursor rested 3 s, with a request that only evaluates it (``n_predict`` 0).
 
 Per keystroke the same figures as the LSP servers' (``latency.analyse``): the time from the
 keystroke to its answer (a hint shown for that text, from the cache or an answer; or the answer
@@ -518,9 +513,12 @@ async def replay(client: LlamaVim, keys: list[Keystroke], grace: float) -> list[
             await asyncio.sleep(delay)
         client.type(k)
         progress.update(i + 1, f"{sum(1 for x in client.typed if x.answered)} answered")
-    last = time.perf_counter()
-    while client.job is not None or client.timer is not None:
-        if time.perf_counter() - last > grace:
+    last, done = time.perf_counter(), -1
+    while client.job is not None or client.timer is not None:  # until quiet, or no answer for `grace` s
+        now_done = sum(1 for a in client.asked if a.answered)
+        if now_done != done:
+            done, last = now_done, time.perf_counter()
+        elif time.perf_counter() - last > grace:
             break
         await asyncio.sleep(0.05)
     progress.close()
