@@ -82,3 +82,34 @@ async def test_status_shows_what_llama_server_offers(lsp: LanguageClient, llama_
     open_doc(lsp, "file:///tmp/llama_server.py", "def add(a, b):\n    return ")
     result = await inline(lsp, "file:///tmp/llama_server.py", 1, 11)
     assert len(result.items) == 1 and result.items[0].insert_text.strip()
+
+
+async def test_the_team_setup_key_and_alias(model_path, tmp_path):
+    """As README's Team setup starts it: ``--alias coder --api-key-file``; the key is needed."""
+    assert BINARY is not None
+    key = "k" * 24
+    (tmp_path / "token").write_text(key + "\n")
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}/v1"
+    command = server_command(BINARY, str(model_path), port, slots=1, context_per_slot=2048)
+    command += ["--alias", "coder", "--api-key-file", str(tmp_path / "token")]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_up(proc, endpoint, key)
+        backend = RemoteBackend(RemoteConfig(endpoint, api_key=key, model="coder")).start()
+        try:
+            info = await asyncio.wrap_future(backend.ready)
+            assert info.path == "coder"
+            result = await run_job(backend, GenRequest("u", "def add(a, b):\n    return ", max_tokens=8))
+            assert result.outcome == "done" and result.generated_tokens >= 1
+        finally:
+            backend.close()
+        wrong = RemoteBackend(RemoteConfig(endpoint, api_key="wrong" * 5, model="coder")).start()
+        try:
+            with pytest.raises(Exception, match="401"):
+                await asyncio.wrap_future(wrong.ready)
+            assert wrong.view()["health"] == "error"
+        finally:
+            wrong.close()
+    finally:
+        stop(proc)
