@@ -726,7 +726,8 @@ def _report(
             for q in ("p50", "p90", "p99"):
                 a = ours["server_ms_last_keystroke"][q]
                 b = other["server_ms_last_keystroke"][q]
-                ratios[f"{name}_over_suggest_ls_last_keystroke_{q}"] = round(b / a, 2) if a else None
+                answered = ours["server_ms_last_keystroke"]["n"] and other["server_ms_last_keystroke"]["n"]
+                ratios[f"{name}_over_suggest_ls_last_keystroke_{q}"] = round(b / a, 2) if a and answered else None
     clean = {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in results.items()}
     return {
         "benchmark": "latency",
@@ -748,7 +749,7 @@ def _report(
 
 
 def _ratios_text(ratios: dict[str, Any]) -> list[str]:
-    return [f"{k}: {v}x" for k, v in ratios.items()]
+    return [f"{k}: {v}x" if v is not None else f"{k}: - (nothing answered)" for k, v in ratios.items()]
 
 
 def _table(results: dict[str, dict[str, Any]]) -> str:
@@ -761,9 +762,7 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
         rows.append(
             [
                 name,
-                last["p50"],
-                last["p90"],
-                last["p99"],
+                *((last["p50"], last["p90"], last["p99"]) if last["n"] else ("-", "-", "-")),  # none answered
                 everything["p50"],
                 everything["p99"],
                 r["keystroke_to_suggestion_ms"]["p50"],
