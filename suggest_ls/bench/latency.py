@@ -4,7 +4,9 @@ Each server under test runs as a subprocess spoken to over stdio the way an edit
 keystroke one incremental ``didChange`` and one automatic ``inlineCompletion`` (older requests
 are never cancelled, as Neovim 0.12 does not). The same replay goes to suggest-ls, to a naive
 single-lock pygls server and to llama-cpp-python's OpenAI-compatible server behind the same
-kind of LSP shim (``suggest_ls.bench.baseline``). Reported per server: round trip percentiles
+kind of LSP shim (``suggest_ls.bench.baseline``); optionally also to suggest-ls with llama.cpp's
+``llama-server`` as its remote backend, and to that server driven as llama.vim drives it
+(``suggest_ls.bench.peer_infill``, the peer baseline). Reported per server: round trip percentiles
 for every request and for the last keystroke of each burst (the ones a person waits on),
 keystroke-to-suggestion time, model runs per keystroke, tokens evaluated per completion against
 the new text since the document's previous completion, stale and unanswered responses, and the
@@ -26,6 +28,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
+from suggest_ls.bench import llama_server, peer_infill
 from suggest_ls.bench.common import Progress, machine, pcts, table, write_json
 from suggest_ls.completion.deadline import PENDING
 from suggest_ls.completion.stats import STALE_LOGGED, UNREAD_SEND
@@ -34,7 +37,10 @@ from suggest_ls.harness.typist import DEFAULT_FILES, Keystroke, Rhythm, Source, 
 from suggest_ls.harness.wire import EDITOR_CAPABILITIES, free_port, position, server_command
 from suggest_ls.settings import parse_pairs
 
-SERVERS = ("suggest-ls", "naive", "openai")
+VIA_LLAMA_SERVER = "suggest-ls-via-llama-server"  # suggest-ls, its remote backend on llama-server
+PEER = "llama.vim"  # llama-server's /infill asked the way llama.vim asks (peer_infill)
+DEFAULT_SERVERS = ("suggest-ls", "naive", "openai")
+SERVERS = (*DEFAULT_SERVERS, VIA_LLAMA_SERVER, PEER)
 CROSSED_MS = 1.0
 # like the VS Code and Neovim clients, the replay asks again on suggest/refresh (``follow_refresh``);
 # a plain LSP client does not, so it gets whole lines only
@@ -91,9 +97,14 @@ class Session:
         """Start the server (and the OpenAI server behind the shim) and initialize LSP."""
         env = {**os.environ, **self.env}
         stderr = (self.dir / "stderr.txt").open("wb")
-        if self.kind == "suggest-ls":
+        if self.kind in ("suggest-ls", VIA_LLAMA_SERVER):
             env["SUGGEST_LS_TRACE"] = str(self.trace)
             argv = server_command("--model", self.model, log_file=self.dir / "server.log")
+            if self.kind == VIA_LLAMA_SERVER:
+                self.helper, url = await llama_server.start_llama_server(
+                    self.model, self.dir / "llama-server.log", free_port(), threads=self.threads
+                )
+                self.settings = {**self.settings, **llama_server.remote_settings(self.model, url)}
         else:
             argv = [sys.executable, "-m", "suggest_ls.bench.baseline", "--mode", self.kind, "--model", self.model]
             argv += [
@@ -500,8 +511,11 @@ def _items(call: Call) -> list[Any]:
 
 
 def _ran(record: dict[str, Any]) -> bool:
-    """Whether the request reached the model (suggest-ls: admitted to a slot)."""
-    return bool(record.get("ran")) or int(record.get("prompt_tokens", 0)) > 0
+    """Whether the request reached the model (suggest-ls: admitted to a slot; a remote backend, which
+    does not report prompt tokens: it generated some)."""
+    return (
+        bool(record.get("ran")) or int(record.get("prompt_tokens", 0)) > 0 or int(record.get("generated_tokens", 0)) > 0
+    )
 
 
 def _over_bound(
@@ -581,7 +595,11 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pause-ms", default="400:1500", help="pause length range MIN:MAX")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--concurrent", action="store_true", help="one typist per document, all at once")
-    p.add_argument("--servers", default=",".join(SERVERS), help="comma list of: " + ", ".join(SERVERS))
+    p.add_argument(
+        "--servers",
+        default=",".join(DEFAULT_SERVERS),
+        help=f"comma list of: {', '.join(SERVERS)} (the last two need scripts/build-llama-server.sh)",
+    )
     p.add_argument("--set", action="append", default=[], metavar="KEY=VALUE", help="a suggest-ls setting (all servers)")
     p.add_argument(
         "--variant",
@@ -642,6 +660,13 @@ async def _run(args: argparse.Namespace, model: str) -> int:
     raws: dict[str, list[dict[str, Any]]] = {name: [] for name, _, _ in servers}
     for round_no in range(args.rounds):
         for name, kind, options in servers:  # side by side: the servers take turns, round after round
+            if kind == PEER:
+                raw, warm = await peer_infill.run_round(
+                    model_path, sources, keys, args.grace, args.threads, workdir / f"round{round_no + 1}" / name
+                )
+                warmups.setdefault(name, []).extend(round(w, 1) for w in warm)
+                raws[name].append(raw)
+                continue
             session = Session(
                 kind,
                 model_path,
@@ -694,14 +719,15 @@ def _report(
     ratios: dict[str, Any] = {}
     ours = results.get("suggest-ls")
     if ours:
-        for name in ("naive", "openai"):
+        for name in ("naive", "openai", VIA_LLAMA_SERVER, PEER):
             other = results.get(name)
             if not other:
                 continue
             for q in ("p50", "p90", "p99"):
                 a = ours["server_ms_last_keystroke"][q]
                 b = other["server_ms_last_keystroke"][q]
-                ratios[f"{name}_over_suggest_ls_last_keystroke_{q}"] = round(b / a, 2) if a else None
+                answered = ours["server_ms_last_keystroke"]["n"] and other["server_ms_last_keystroke"]["n"]
+                ratios[f"{name}_over_suggest_ls_last_keystroke_{q}"] = round(b / a, 2) if a and answered else None
     clean = {k: {kk: vv for kk, vv in v.items() if not kk.startswith("_")} for k, v in results.items()}
     return {
         "benchmark": "latency",
@@ -723,7 +749,7 @@ def _report(
 
 
 def _ratios_text(ratios: dict[str, Any]) -> list[str]:
-    return [f"{k}: {v}x" for k, v in ratios.items()]
+    return [f"{k}: {v}x" if v is not None else f"{k}: - (nothing answered)" for k, v in ratios.items()]
 
 
 def _table(results: dict[str, dict[str, Any]]) -> str:
@@ -736,9 +762,7 @@ def _table(results: dict[str, dict[str, Any]]) -> str:
         rows.append(
             [
                 name,
-                last["p50"],
-                last["p90"],
-                last["p99"],
+                *((last["p50"], last["p90"], last["p99"]) if last["n"] else ("-", "-", "-")),  # none answered
                 everything["p50"],
                 everything["p99"],
                 r["keystroke_to_suggestion_ms"]["p50"],

@@ -7,51 +7,35 @@ tests are skipped until then (or point ``SUGGEST_LS_LLAMA_SERVER`` at a binary).
 from __future__ import annotations
 
 import asyncio
-import os
 import subprocess
-from pathlib import Path
+import sys
 
 import pytest
+import pytest_lsp
+from pytest_lsp import ClientServerConfig, LanguageClient
 
 from suggest_ls.backends.contract import GenRequest, StopRule
 from suggest_ls.backends.remote.backend import RemoteBackend
 from suggest_ls.backends.remote.client import RemoteConfig
 from suggest_ls.backends.switchable import run_job
+from suggest_ls.bench.llama_server import find_llama_server, server_command
 from suggest_ls.harness.wire import free_port
 
+from .conftest import inline, open_doc, start, status
 from .test_remote import stop, wait_up, watch_text
 
-
-def _binary() -> Path | None:
-    given = os.environ.get("SUGGEST_LS_LLAMA_SERVER")
-    if given:
-        return Path(given)
-    cache = Path(os.environ.get("SUGGEST_LS_CACHE", Path.home() / ".cache" / "suggest-ls")) / "llama-server"
-    found = sorted(cache.glob("*/bin/llama-server"))
-    return found[-1] if found else None
-
-
-BINARY = _binary()
+BINARY = find_llama_server()
 pytestmark = pytest.mark.skipif(
     BINARY is None or not BINARY.exists(), reason="llama-server not built (scripts/build-llama-server.sh)"
 )
 
 
-def _cpu_has_amx() -> bool:
-    import llama_cpp
-
-    from suggest_ls.backends.llama.loading import cpu_has_amx
-
-    return cpu_has_amx(llama_cpp.llama_print_system_info().decode(errors="replace"))
-
-
 @pytest.fixture(scope="module")
 def llama_server(model_path):
+    assert BINARY is not None
     port = free_port()
     endpoint = f"http://127.0.0.1:{port}/v1"
-    command = [str(BINARY), "-m", str(model_path), "--host", "127.0.0.1", "--port", str(port), "-c", "4096", "-np", "2"]
-    if _cpu_has_amx():
-        command.append("--no-repack")  # its AMX kernels crash here, as in-process (loading.cpu_has_amx)
+    command = server_command(BINARY, str(model_path), port, slots=2, context_per_slot=2048)
     proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     try:
         wait_up(proc, endpoint)
@@ -77,3 +61,55 @@ async def test_llama_server_offers_what_parity_needs(llama_server):
         assert again.text == result.text
     finally:
         backend.close()
+
+
+@pytest_lsp.fixture(config=ClientServerConfig(server_command=[sys.executable, "-m", "suggest_ls", "--stdio"]))
+async def lsp(lsp_client: LanguageClient):
+    """A session each test initializes itself (with ``start``)."""
+    yield
+    await lsp_client.shutdown_session()
+
+
+async def test_status_shows_what_llama_server_offers(lsp: LanguageClient, llama_server, model_path):
+    await start(lsp, {"backend": "openai", "endpoint": llama_server, "minConfidence": 0})
+    current = await status(lsp)
+    assert current["state"] == "ready" and current["backend"] == "openai", current
+    assert current["model"] == model_path.name  # llama-server lists its model by the path it was given
+    remote = current["remote"]
+    assert remote["health"] == "up" and remote["endpoint"] == llama_server, remote
+    caps = remote["capabilities"]
+    assert caps["streaming"] is True and caps["logprobs"] is True and caps["topLogprobs"] >= 1, caps
+    open_doc(lsp, "file:///tmp/llama_server.py", "def add(a, b):\n    return ")
+    result = await inline(lsp, "file:///tmp/llama_server.py", 1, 11)
+    assert len(result.items) == 1 and result.items[0].insert_text.strip()
+
+
+async def test_the_team_setup_key_and_alias(model_path, tmp_path):
+    """As README's Team setup starts it: ``--alias coder --api-key-file``; the key is needed."""
+    assert BINARY is not None
+    key = "k" * 24
+    (tmp_path / "token").write_text(key + "\n")
+    port = free_port()
+    endpoint = f"http://127.0.0.1:{port}/v1"
+    command = server_command(BINARY, str(model_path), port, slots=1, context_per_slot=2048)
+    command += ["--alias", "coder", "--api-key-file", str(tmp_path / "token")]
+    proc = subprocess.Popen(command, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        wait_up(proc, endpoint, key)
+        backend = RemoteBackend(RemoteConfig(endpoint, api_key=key, model="coder")).start()
+        try:
+            info = await asyncio.wrap_future(backend.ready)
+            assert info.path == "coder"
+            result = await run_job(backend, GenRequest("u", "def add(a, b):\n    return ", max_tokens=8))
+            assert result.outcome == "done" and result.generated_tokens >= 1
+        finally:
+            backend.close()
+        wrong = RemoteBackend(RemoteConfig(endpoint, api_key="wrong" * 5, model="coder")).start()
+        try:
+            with pytest.raises(Exception, match="401"):
+                await asyncio.wrap_future(wrong.ready)
+            assert wrong.view()["health"] == "error"
+        finally:
+            wrong.close()
+    finally:
+        stop(proc)
