@@ -49,7 +49,7 @@ async def test_llama_server_offers_what_parity_needs(llama_server):
     try:
         await asyncio.wrap_future(backend.ready)
         caps = backend.capabilities
-        assert caps.streaming and caps.logprobs, caps
+        assert caps.streaming and caps.logprobs and caps.timings, caps
         req = GenRequest("u", "def add(a, b):\n    return ", max_tokens=16, rule=StopRule(), alternatives=3)
         result, seen = await watch_text(backend, req, 0.005)
         assert result.outcome == "done" and result.generated_tokens >= 1
@@ -57,8 +57,13 @@ async def test_llama_server_offers_what_parity_needs(llama_server):
         assert all(result.text.startswith(t) for t in seen)
         if caps.top_logprobs:
             assert result.alternatives and all("\n" not in t for t, _ in result.alternatives)
+        # the stream stops at the line's end, before the server's last chunk: the counts still come
+        # from the timings of every chunk
+        assert result.evaluated_tokens > 0 and result.prompt_tokens >= result.evaluated_tokens
         again = await run_job(backend, req)  # greedy: the same line again
         assert again.text == result.text
+        assert again.prompt_tokens == result.prompt_tokens  # what it took from its cache and evaluated
+        assert again.cached_tokens + again.evaluated_tokens == again.prompt_tokens
     finally:
         backend.close()
 

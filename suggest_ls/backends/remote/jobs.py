@@ -76,6 +76,9 @@ class RemoteJob:
     sampled: int = 0
     alternatives: tuple[tuple[str, float], ...] = ()
     usage: dict[str, Any] = field(default_factory=dict)  # the server's token counts, once it sent them
+    timings: dict[str, Any] = field(
+        default_factory=dict
+    )  # llama.cpp's: prompt tokens evaluated (prompt_n) and cached (cache_n)
     capped: bool = False  # stopped by max_tokens (finish_reason "length"), not a stop rule or the end of text
 
     def text(self) -> str:
@@ -104,12 +107,18 @@ class RemoteJob:
         """A generation's result, ending now with ``outcome`` (``started``: when a worker took it)."""
         end = time.perf_counter()
         prompt_tokens = int(self.usage.get("prompt_tokens") or 0)
+        evaluated, cached = prompt_tokens, 0
+        if self.timings:
+            evaluated = _count(self.timings.get("prompt_n"))
+            cached = _count(self.timings.get("cache_n"))
+            prompt_tokens = prompt_tokens or evaluated + cached
         return GenResult(
             text=self.pieces if outcome == "done" else "",
             outcome=outcome,
             error=error,
             prompt_tokens=prompt_tokens,
-            evaluated_tokens=prompt_tokens,
+            cached_tokens=cached,
+            evaluated_tokens=evaluated,
             generated_tokens=self.tokens,
             queue_ms=(started - self.submitted) * 1000,
             ttft_ms=((self.first_token or end) - self.submitted) * 1000,
@@ -120,6 +129,11 @@ class RemoteJob:
             capped=self.capped,
             alternatives=self.alternatives,
         )
+
+
+def _count(value: Any) -> int:
+    """A token count from the server: a non-negative int, else 0."""
+    return value if isinstance(value, int) and value > 0 else 0
 
 
 def completion_body(model_id: str, caps: Capabilities, req: GenRequest) -> dict[str, Any]:
@@ -133,6 +147,8 @@ def completion_body(model_id: str, caps: Capabilities, req: GenRequest) -> dict[
     }
     if req.seed:
         body["seed"] = req.seed
+    if caps.timings:
+        body["timings_per_token"] = True
     if caps.logprobs:
         body["logprobs"] = min(MAX_TOP_LOGPROBS, req.alternatives + 2) if req.alternatives and caps.top_logprobs else 1
     stops = [s for s in req.rule.stop if s][:MAX_STOP]
@@ -176,6 +192,8 @@ def _read_whole(job: RemoteJob, resp: http.client.HTTPResponse) -> None:
     choice = first_choice(data)
     job.add(str(choice.get("text") or ""), token_logprobs(choice), time.perf_counter())
     job.usage = data.get("usage") or {}
+    if isinstance(data.get("timings"), dict):
+        job.timings = data["timings"]
     job.tokens = int(job.usage.get("completion_tokens") or job.tokens)
     job.capped = choice.get("finish_reason") == "length" and not should_stop(job.pieces, job.req.rule)
 
@@ -194,6 +212,8 @@ def _read_stream(job: RemoteJob, resp: http.client.HTTPResponse, deadline: float
             raise RemoteError(str(data["error"])[:200])
         choice = first_choice(data)
         job.usage = data.get("usage") or job.usage
+        if isinstance(data.get("timings"), dict):
+            job.timings = data["timings"]
         text = str(choice.get("text") or "")
         entries = token_logprobs(choice)
         if text or entries:

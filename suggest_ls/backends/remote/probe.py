@@ -35,6 +35,9 @@ class Capabilities:
     score: bool | None = None
     score_reason: str = ""
     probe_ms: float = 0.0
+    # the stream carries llama.cpp's ``timings`` (prompt tokens evaluated and taken from its cache):
+    # jobs then ask for them on every chunk (``timings_per_token``), as a stopped stream has no last one
+    timings: bool = False
 
     def as_dict(self) -> dict[str, Any]:
         """camelCase for ``suggest/status``."""
@@ -46,6 +49,7 @@ class Capabilities:
             "score": d["score"],
             "scoreReason": d["score_reason"],
             "probeMs": round(d["probe_ms"], 1),
+            "timings": d["timings"],
         }
 
 
@@ -82,12 +86,15 @@ def probe_capabilities(client: Client, model_id: str) -> Capabilities:
         conn, resp = client.request("POST", "/completions", body)
     streaming = "text/event-stream" in (resp.getheader("Content-Type") or "")
     entries: list[TokenLogprob] = []
+    timings = False
     try:
         if streaming:
             for event in read_events(resp):
                 if event.data.strip() == "[DONE]":
                     break
-                choice = first_choice(json.loads(event.data))
+                data = json.loads(event.data)
+                timings = timings or (isinstance(data, dict) and isinstance(data.get("timings"), dict))
+                choice = first_choice(data)
                 entries += token_logprobs(choice)
         else:
             entries = token_logprobs(first_choice(json.loads(resp.read() or b"{}")))
@@ -102,6 +109,7 @@ def probe_capabilities(client: Client, model_id: str) -> Capabilities:
         logprobs=logprobs,
         top_logprobs=top,
         probe_ms=(time.perf_counter() - t0) * 1000,
+        timings=timings,
     )
     log.info("remote capabilities: %s", caps.as_dict())
     if not logprobs:
