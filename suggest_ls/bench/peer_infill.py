@@ -15,7 +15,7 @@ mode, asking ``POST /infill`` of a ``llama-server`` started with ``--cache-reuse
   moved over 32 lines one chunk from far above and one below; a queued chunk joins (at most 16)
   each second once the cursor rested 3 s, with a request that only evaluates it (``n_predict`` 0).
 
-Per keystroke the same figures as the LSP servers' (``latency.analyse``): the time from the
+Per keystroke the same figures as the LSP servers' (``latency_analysis.analyse``): the time from the
 keystroke to its answer (a hint shown for that text, from the cache or an answer; or the answer
 to the request for that text, empty or arriving after a later keystroke: stale), and which
 keystrokes got none. llama.vim asks nothing for most keystrokes typed while a request runs; those
@@ -527,7 +527,7 @@ async def replay(client: LlamaVim, keys: list[Keystroke], grace: float) -> list[
 
 
 def analyse(client: LlamaVim) -> dict[str, Any]:
-    """One round's samples and counts, shaped as ``latency.analyse``'s for ``latency.summarise``."""
+    """One round's samples and counts, shaped as ``latency_analysis.analyse``'s for ``latency_analysis.summarise``."""
     rtt_all: list[float] = []
     rtt_last: list[float] = []
     to_suggestion: list[float] = []

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 
-from suggest_ls.bench.latency import Refresh, Sent, analyse
+from suggest_ls.bench.latency_analysis import Refresh, Sent, analyse
 from suggest_ls.harness.client import Call
 from suggest_ls.harness.typist import Keystroke, Source
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import json
 
-from suggest_ls.bench.latency import summarise
+from suggest_ls.bench.latency_analysis import summarise
 from suggest_ls.bench.peer_infill import LlamaVim, analyse, local_context, render
 from suggest_ls.harness.typist import Keystroke, Source
 
