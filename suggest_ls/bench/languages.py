@@ -35,7 +35,8 @@ from typing import IO, Any
 
 from suggest_ls.backends.contract import StopRule
 from suggest_ls.bench.common import Progress, machine, pcts, table, write_json
-from suggest_ls.bench.quality import BENCH_SETTINGS, Outcome, RawArm, ServerArm
+from suggest_ls.bench.quality.arms import BENCH_SETTINGS, RawArm, ServerArm
+from suggest_ls.bench.quality.scoring import Outcome
 from suggest_ls.completion.clean import clean, language_stops
 from suggest_ls.completion.context import Cursor, should_complete, window
 from suggest_ls.settings import parse_pairs, resolve
