@@ -8,7 +8,9 @@ import time
 import pytest
 
 from suggest_ls.bench import quality
-from suggest_ls.bench.quality import build_tasks, load_problems, run_program, utf16_to_offset
+from suggest_ls.bench.quality.arms import utf16_to_offset
+from suggest_ls.bench.quality.scoring import Outcome, by_min_confidence, run_program, summarize
+from suggest_ls.bench.quality.tasks import build_tasks, load_problems
 from suggest_ls.harness.wire import position
 
 
@@ -53,30 +55,30 @@ def test_positions_round_trip_in_utf16(text):
 
 def test_summary_counts_hidden_suggestions_as_failures():
     outs = [
-        quality.Outcome(text="x", shown=True, passed=True, exact=True, ms=10),
-        quality.Outcome(text="y", shown=True, passed=False, ms=20),
-        quality.Outcome(reason="abstained (NEXT_TOKEN)", ms=5),
-        quality.Outcome(reason="abstained (NEXT_TOKEN)", ms=5),
+        Outcome(text="x", shown=True, passed=True, exact=True, ms=10),
+        Outcome(text="y", shown=True, passed=False, ms=20),
+        Outcome(reason="abstained (NEXT_TOKEN)", ms=5),
+        Outcome(reason="abstained (NEXT_TOKEN)", ms=5),
     ]
-    s = quality.summarize(outs)
+    s = summarize(outs)
     assert (s["pass@1"], s["exact"], s["shown"], s["precision"]) == (25.0, 25.0, 50.0, 50.0)
     assert s["not_shown"] == {"abstained (NEXT_TOKEN)": 2}
 
 
 def test_min_confidence_curve_trades_shown_suggestions_for_precision():
     outs = [
-        quality.Outcome(text="a", shown=True, passed=True, confidence=0.9),
-        quality.Outcome(text="b", shown=True, passed=True, confidence=0.65),
-        quality.Outcome(text="c", shown=True, passed=False, confidence=0.35),
-        quality.Outcome(text="d", shown=True, passed=False, confidence=0.1),
-        quality.Outcome(reason="model ended the line"),
+        Outcome(text="a", shown=True, passed=True, confidence=0.9),
+        Outcome(text="b", shown=True, passed=True, confidence=0.65),
+        Outcome(text="c", shown=True, passed=False, confidence=0.35),
+        Outcome(text="d", shown=True, passed=False, confidence=0.1),
+        Outcome(reason="model ended the line"),
     ]
-    rows = {r["min_confidence"]: r for r in quality.by_min_confidence(outs)}
+    rows = {r["min_confidence"]: r for r in by_min_confidence(outs)}
     assert (rows[0.0]["shown"], rows[0.0]["pass@1"], rows[0.0]["precision"]) == (80.0, 40.0, 50.0)
     assert (rows[0.3]["shown"], rows[0.3]["precision"]) == (60.0, 66.67)
     assert (rows[0.6]["shown"], rows[0.6]["pass@1"], rows[0.6]["precision"]) == (40.0, 40.0, 100.0)
     assert rows[0.9]["shown"] == 20.0 and rows[0.9]["pass@1"] == 20.0
-    assert quality.by_min_confidence([quality.Outcome(text="x", shown=True)]) == []  # no confidences recorded
+    assert by_min_confidence([Outcome(text="x", shown=True)]) == []  # no confidences recorded
 
 
 def test_a_small_run_through_the_real_server(tmp_path, capsys):

@@ -10,18 +10,10 @@ from functools import cache
 import pytest
 
 from suggest_ls.bench import languages
-from suggest_ls.bench.languages import (
-    SOURCES,
-    Corpus,
-    build_cases,
-    cleaning_of,
-    make_case,
-    maskable,
-    score,
-    similarity,
-    trivial,
-)
-from suggest_ls.bench.quality import Outcome
+from suggest_ls.bench.languages.cases import build_cases, cleaning_of, make_case, maskable, trivial
+from suggest_ls.bench.languages.corpus import SOURCES, Corpus
+from suggest_ls.bench.languages.scoring import score, similarity
+from suggest_ls.bench.quality.scoring import Outcome
 
 
 @pytest.mark.parametrize(
