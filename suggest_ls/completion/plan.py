@@ -54,27 +54,21 @@ def plan(
     )
     checking = s.syntax_check and syntax.checks(cursor.language, cursor.path)
     prompt = build_prompt(cursor, template, extra)
-    if purpose == "warm":
-        gen = GenRequest(key=cursor.path, prompt=prompt, max_tokens=0, priority=IDLE)
-    elif purpose == "prefetch":
-        gen = GenRequest(
-            key=cursor.path,
-            prompt=prompt,
-            max_tokens=s.max_tokens_multiline if block else s.max_tokens,
-            temperature=s.temperature,
-            rule=rule,
-            priority=IDLE,
+    if purpose == "warm":  # the prompt only, at idle priority
+        return Plan(
+            cursor, block, rule, checking, GenRequest(key=cursor.path, prompt=prompt, max_tokens=0, priority=IDLE)
         )
-    else:
-        gen = GenRequest(
-            key=cursor.path,
-            prompt=prompt,
-            max_tokens=s.max_tokens_multiline if block else s.max_tokens,
-            temperature=s.temperature,
-            rule=rule,
-            budget_ms=s.generation_budget_ms if block and not manual else 0,
-            alternatives=s.alternatives if checking and s.alternatives else 0,
-        )
+    live = purpose == "request"  # a prefetch runs at idle priority, without a budget or alternatives
+    gen = GenRequest(
+        key=cursor.path,
+        prompt=prompt,
+        max_tokens=s.max_tokens_multiline if block else s.max_tokens,
+        temperature=s.temperature,
+        rule=rule,
+        priority=0 if live else IDLE,
+        budget_ms=s.generation_budget_ms if live and block and not manual else 0,
+        alternatives=s.alternatives if live and checking and s.alternatives else 0,
+    )
     return Plan(cursor, block, rule, checking, gen)
 
 
