@@ -81,8 +81,7 @@ class SuggestServer(LanguageServer):
         self._exiting = True
         self.protocol.faults.flush(everything=True)
         log.info("exiting with code %d", code)
-        if self.engine is not None:
-            self.engine.close(timeout=0.2)
+        self.ops.shutdown(timeout=0.2)  # the serving backend, and a remote still being waited for
         logging.shutdown()
         os._exit(code)
 

@@ -29,10 +29,9 @@ async def initialized(ls: SuggestServer, params: types.InitializedParams) -> Non
 
 
 async def shutdown(ls: SuggestServer, params: Any) -> None:
-    """Stop the engine between decode steps."""
-    if ls.engine:
-        # answer within 0.3 s even if a step runs longer (exit then ends it)
-        await asyncio.to_thread(ls.engine.close, 0.3)
+    """Stop the backend between decode steps."""
+    # each backend is given 0.3 s, even if a step runs longer (exit then ends it)
+    await asyncio.to_thread(ls.ops.shutdown, 0.3)
 
 
 def exit_(ls: SuggestServer, params: Any) -> None:
