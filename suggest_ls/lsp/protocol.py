@@ -124,6 +124,9 @@ class SuggestProtocol(LanguageServerProtocol):
         self.authenticated = True
         self.answered_errors = 0
         self._stale_watch: dict[Any, tuple[str, Document, int]] = {}
+        # A suggestion request's document version when it was read: its handler starts later (a task),
+        # and a change read in the same chunk of input is applied before it starts.
+        self._read_at: dict[Any, int] = {}
         self._unanswered: Any = None  # the request being read, until something answers it
         self._background: set[asyncio.Future[Any]] = set()
         # Whether client input waits unread (stdio pipes only); suggestions held back meanwhile.
@@ -227,6 +230,18 @@ class SuggestProtocol(LanguageServerProtocol):
             return False
         return True
 
+    def version_when_read(self) -> int | None:
+        """The current request's document version when the request was read (None: unknown)."""
+        return self._read_at.pop(self.msg_id, None) if self.msg_id is not None else None
+
+    def _note_read(self, message: Any) -> None:
+        """Remember the version of the document a suggestion request names, as it is read."""
+        doc = self.host.documents.get(message.params.text_document.uri)
+        if doc is not None:
+            if len(self._read_at) > 1000:  # requests whose handler never asked (none expected)
+                self._read_at.clear()
+            self._read_at[message.id] = doc.version
+
     def watch_stale(self, uri: str, doc: Document, version: int) -> None:
         """Check the current request's document version again when its answer is sent."""
         if self.msg_id is not None:
@@ -326,6 +341,8 @@ class SuggestProtocol(LanguageServerProtocol):
             self.faults.warning("%s with invalid params dropped: %s", message.method, message.detail)
             self.host.rejected_notification(message.method, message.params)
             return
+        if type(message) in (types.InlineCompletionRequest, types.CompletionRequest):
+            self._note_read(message)
         if type(message) is types.InlineCompletionRequest and not self._shutdown and message.jsonrpc == "2.0":
             # Every keystroke's request skips pygls' dispatch by typing.Protocol isinstance checks
             # (slow for a path this hot); the handler runs exactly as pygls runs it.

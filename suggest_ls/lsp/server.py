@@ -274,9 +274,15 @@ class SuggestServer(LanguageServer):
     async def suggest(self, uri: str, position: types.Position, manual: bool) -> tuple[Document, Suggestion] | None:
         """Run the completer for a position; None when the document is unknown or the position impossible."""
         self.cancel_warm(uri)
+        read_at = self.protocol.version_when_read()
         doc = self.documents.get(uri)
         if doc is None:
             self._no_suggestion(uri, "document not open")
+            return None
+        # The version the request was read at: its handler runs later, after changes read with it.
+        version = doc.version if read_at is None else read_at
+        if doc.version != version:
+            self._no_suggestion(uri, f"stale (document changed from v{version} before the request started)")
             return None
         if doc.out_of_sync:
             self._no_suggestion(uri, f"document out of sync ({doc.out_of_sync})")
@@ -300,7 +306,9 @@ class SuggestServer(LanguageServer):
             completer.documents = self.document_heads
         if completer.refresh_hook is None and self._client_follows_refresh():
             completer.refresh_hook = self.refresh_suggestion
-        version = doc.version
+        if doc.version != version:  # while the model loaded
+            self._no_suggestion(uri, f"stale (document changed from v{version} before the request started)")
+            return None
         self.protocol.watch_stale(uri, doc, version)
         req = CompletionRequest(uri, version, doc.text, offset, doc.language_id, manual)
         result = await completer.complete(req)

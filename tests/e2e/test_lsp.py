@@ -134,7 +134,8 @@ async def test_stale_version_is_never_returned(client: LanguageClient):
     uri = "file:///tmp/stale.py"
     open_doc(client, uri, FUNC)
     task = asyncio.ensure_future(inline(client, uri, 1, 11))
-    # messages are handled in order: once this is answered, the request was read at version 1
+    await asyncio.sleep(0)  # the request goes out first
+    # messages are read in order: once this is answered, the request was read at version 1
     await get_status(client)
     assert not task.done()
     # an edit away from the cursor (line 0): nothing but the version tells the answer is stale

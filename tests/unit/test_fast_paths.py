@@ -126,3 +126,59 @@ def test_a_suggestion_waits_for_input_already_sent_and_goes_out_checked_again(ca
         ls.protocol.send_deferred()
     assert len(sent) == 1 and b'"id": 9' in sent[0]
     assert any(UNREAD_SEND in r.getMessage() for r in caplog.records)  # and the log says it went out so
+
+
+async def test_a_request_is_judged_at_the_version_it_was_read_at(caplog: pytest.LogCaptureFixture) -> None:
+    # A change read in the same chunk of input as a request is applied before the request's handler
+    # runs (a task): the request still names the document as it was, so it gets nothing.
+    import asyncio
+    import json
+    import logging
+
+    from suggest_ls.lsp.features import create_server
+
+    caplog.set_level(logging.INFO, logger="suggest_ls.lsp.server")
+    ls = create_server()
+    writer = RecordingWriter()
+    ls.protocol.set_writer(writer)
+
+    def receive(obj: dict[str, object]) -> None:
+        ls.protocol.receive(json.dumps({"jsonrpc": "2.0", **obj}).encode())
+
+    receive({"id": 1, "method": "initialize", "params": {"processId": None, "rootUri": None, "capabilities": {}}})
+    uri = "file:///a.py"
+    text = "def add(a, b):\n    return \n"
+    receive(
+        {
+            "method": "textDocument/didOpen",
+            "params": {"textDocument": {"uri": uri, "languageId": "python", "version": 1, "text": text}},
+        }
+    )
+    position = {"line": 1, "character": 11}
+    inline = {"textDocument": {"uri": uri}, "position": position, "context": {"triggerKind": 2}}
+    writer.sent.clear()
+    receive({"id": 5, "method": "textDocument/inlineCompletion", "params": inline})
+    change = {"range": {"start": {"line": 0, "character": 14}, "end": {"line": 0, "character": 14}}, "text": "  # sum"}
+    receive(
+        {
+            "method": "textDocument/didChange",
+            "params": {"textDocument": {"uri": uri, "version": 2}, "contentChanges": [change]},
+        }
+    )
+    for _ in range(100):
+        if writer.sent:
+            break
+        await asyncio.sleep(0.01)
+    assert len(writer.sent) == 1 and b'"id": 5' in writer.sent[0] and b'"items": []' in writer.sent[0]
+    logged = [r.getMessage() for r in caplog.records]
+    assert any("stale (document changed from v1 before the request started)" in m for m in logged), logged
+    # read after the change, the same request is judged at version 2 (and gets as far as the model)
+    caplog.clear()
+    writer.sent.clear()
+    receive({"id": 6, "method": "textDocument/inlineCompletion", "params": inline})
+    for _ in range(100):
+        if writer.sent:
+            break
+        await asyncio.sleep(0.01)
+    assert len(writer.sent) == 1 and b'"id": 6' in writer.sent[0]
+    assert not any("stale" in r.getMessage() for r in caplog.records)
