@@ -64,6 +64,8 @@ def window(text: str, offset: int, prompt_tokens: int, suffix_share: float) -> t
     The prefix starts at a line start that moves only in steps of half the prefix budget,
     so typing changes the tail of the prompt and the head stays cached.
     """
+    if prompt_tokens <= 0:  # the automatic setting (-1) is resolved by the completer from the measured speed
+        raise ValueError(f"window of {prompt_tokens} tokens")
     budget = int(prompt_tokens * CHARS_PER_TOKEN)
     suffix_chars = int(budget * suffix_share)
     prefix_chars = max(1, budget - suffix_chars)

@@ -10,10 +10,12 @@ from functools import cache
 import pytest
 
 from suggest_ls.bench import languages
+from suggest_ls.bench.languages.arms import window_tokens
 from suggest_ls.bench.languages.cases import build_cases, cleaning_of, make_case, maskable, trivial
 from suggest_ls.bench.languages.corpus import SOURCES, Corpus
 from suggest_ls.bench.languages.scoring import score, similarity
 from suggest_ls.bench.quality.scoring import Outcome
+from suggest_ls.completion.completer import PROMPT_TOKENS_MAX
 
 
 @pytest.mark.parametrize(
@@ -134,6 +136,20 @@ def test_what_the_cleaning_does_to_the_reference_line_itself():
     table_ = "static int t[] = {\n\t0, 0, 0, 0, 0, 0,\n\t0, 0, 0, 0, 0, 0,\n};\n"
     assert cleaning_of(make_case("c", "t.c", table_, 1), 1024, 0.25) == "duplicates the next line"
 
+    # an opener far above: the window must reach it (the automatic setting, -1, is no window)
+    body = "".join(f"    x{i} = call_something(x{i - 1}, {i});\n" for i in range(1, 25))
+    far = "void f(void) {\n  if (a) {\n" + body + "  } else if (b) {\n    g();\n  }\n}\n"
+    case = make_case("c", "far.c", far, 26)
+    assert case.middle == "} else if (b) {" and cleaning_of(case, window_tokens({}, {}), 0.25) == ""
+    assert cleaning_of(case, 16, 0.25) == "empty after cleaning"  # a window without the opener
+
+
+def test_the_raw_arm_gets_the_window_the_server_cuts():
+    assert window_tokens({}, {"promptTokens": 512}) == 512  # resolved by the server from its speed
+    assert window_tokens({"promptTokens": 256}, {"promptTokens": 512}) == 256
+    assert window_tokens({}, {}) == PROMPT_TOKENS_MAX  # no server to ask: the largest it picks
+    assert window_tokens({"promptTokens": -1}, {"promptTokens": 0}) == PROMPT_TOKENS_MAX
+
 
 @cache
 def _distance(a: str, b: str) -> int:
@@ -149,6 +165,7 @@ def test_a_tiny_run_through_the_real_server(tmp_path, capsys):
     assert languages.main([*argv, "--out", str(out)]) == 0
     report = json.loads(out.read_text())
     assert report["benchmark"] == "languages" and report["server"]["model"].startswith("gemma")
+    assert report["prompt_tokens"] == 128
     assert report["corpus"]["lua"]["cases"] == 2 and report["corpus"]["lua"]["sources"][0].startswith("neovim")
     figures = report["languages"]["lua"]
     assert set(figures) == {"pipeline", "raw"}

@@ -56,6 +56,11 @@ def test_window_keeps_short_text_whole():
     assert window(text, 8, 1024, 0.25) == ("line1\nli", "ne2\nline3\n")
 
 
+def test_window_needs_a_resolved_budget():
+    with pytest.raises(ValueError):
+        window("x = 1\n", 3, -1, 0.25)  # the automatic setting is the completer's to resolve
+
+
 def test_window_head_is_stable_while_typing():
     text = "".join(f"line number {i}\n" for i in range(2000))
     offset = len(text) // 2

@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from suggest_ls.bench.common import Progress, machine, write_json
-from suggest_ls.bench.languages.arms import PipelineArm, RawModelArm
+from suggest_ls.bench.languages.arms import PipelineArm, RawModelArm, window_tokens
 from suggest_ls.bench.languages.cases import Case, build_cases, cleaning_of, count_maskable
 from suggest_ls.bench.languages.corpus import SOURCES, CorpusError, default_cache, load_corpus
 from suggest_ls.bench.languages.report import case_row, print_report
@@ -76,7 +76,8 @@ async def run(args: argparse.Namespace, model: str) -> dict[str, Any]:
         if args.corpus_only:
             entry["readable_files"], entry["maskable_lines"] = count_maskable(corpus)
             resolved, _ = resolve(settings)
-            verdicts = [(c, cleaning_of(c, resolved.prompt_tokens, resolved.suffix_share)) for c in cases[lang]]
+            tokens = window_tokens(settings, {})
+            verdicts = [(c, cleaning_of(c, tokens, resolved.suffix_share)) for c in cases[lang]]
             refused: dict[str, int] = {}
             for _, why in verdicts:
                 if why:
@@ -93,11 +94,15 @@ async def run(args: argparse.Namespace, model: str) -> dict[str, Any]:
     workdir = Path(tempfile.mkdtemp(prefix="suggest-ls-languages-"))
     arms: dict[str, PipelineArm | RawModelArm] = {}
     try:
-        for name in [a for a in args.arms.split(",") if a]:
+        names = [a for a in args.arms.split(",") if a]
+        for name in sorted(names, key=lambda a: a != "pipeline"):  # the raw arm takes the server's window
             if name == "pipeline":
                 arms[name] = PipelineArm(model, settings, workdir)
             elif name == "raw":
-                arms[name] = RawModelArm(model or str(settings.get("model", "")), settings)
+                served = arms.get("pipeline")
+                status = served.server.status if isinstance(served, PipelineArm) else {}
+                report["prompt_tokens"] = window_tokens(settings, status)
+                arms[name] = RawModelArm(model or str(settings.get("model", "")), settings, report["prompt_tokens"])
             else:
                 raise SystemExit(f"unknown arm {name!r} (known: pipeline, raw)")
             await arms[name].start()

@@ -9,10 +9,21 @@ from typing import Any
 from suggest_ls.bench.languages.cases import Case
 from suggest_ls.bench.languages.scoring import Scored, score
 from suggest_ls.bench.quality.arms import RawArm, ServerArm
+from suggest_ls.completion.completer import PROMPT_TOKENS_MAX
 from suggest_ls.completion.context import window
 from suggest_ls.settings import resolve
 
 REFRESH_TIMEOUT_S = 600.0  # how long the pipeline's line still being written is waited for
+
+
+def window_tokens(settings: dict[str, Any], status: dict[str, Any]) -> int:
+    """The prompt window the raw model and the cleaning check get: the setting where it is pinned,
+    else what the server resolved from its measured speed (its status), else the largest it picks."""
+    pinned = resolve(settings)[0].prompt_tokens
+    if pinned > 0:
+        return pinned
+    served = status.get("promptTokens")
+    return served if isinstance(served, int) and served > 0 else PROMPT_TOKENS_MAX
 
 
 class PipelineArm:
@@ -41,12 +52,11 @@ class PipelineArm:
 
 
 class RawModelArm:
-    """The raw model: its FIM prompt on the window the server cuts, greedy, the first line."""
+    """The raw model: its FIM prompt on the window the server cuts (``prompt_tokens``), greedy, the first line."""
 
-    def __init__(self, model: str, settings: dict[str, Any]) -> None:
+    def __init__(self, model: str, settings: dict[str, Any], prompt_tokens: int) -> None:
         self.raw = RawArm(model)
-        resolved, _ = resolve(settings)
-        self.prompt_tokens, self.suffix_share = resolved.prompt_tokens, resolved.suffix_share
+        self.prompt_tokens, self.suffix_share = prompt_tokens, resolve(settings)[0].suffix_share
 
     async def start(self) -> None:
         """Load the model in-process."""
