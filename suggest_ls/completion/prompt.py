@@ -67,6 +67,18 @@ FAMILIES: dict[str, Template] = {
         file_fmt="<|file_sep|>{path}\n{text}",
         current_fmt="<|file_sep|>{path}\n",
     ),
+    # Qwen2.5-Coder asked suffix-first, in StarCoder's SPM layout (its own tokens): typing at the
+    # cursor changes only the prompt's tail, so the suffix stays cached between keystrokes.
+    "qwen-spm": _fim(
+        "qwen-spm",
+        "{extra}<|fim_prefix|><|fim_suffix|>{suffix}<|fim_middle|>{prefix}",
+        "<|endoftext|>",
+        "<|file_sep|>",
+        "<|fim_pad|>",
+        "<|repo_name|>",
+        file_fmt="<|file_sep|>{path}\n{text}",
+        current_fmt="<|file_sep|>{path}\n",
+    ),
     "codestral": _fim("codestral", "[SUFFIX]{suffix}[PREFIX]{prefix}", "</s>"),
     "codegemma": _fim(
         "codegemma", "<|fim_prefix|>{prefix}<|fim_suffix|>{suffix}<|fim_middle|>", "<|file_separator|>", "<eos>"

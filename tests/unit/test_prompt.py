@@ -129,3 +129,16 @@ def test_plain_prompt_names_the_file_in_the_languages_comment():
         build_prompt(Cursor("let x = ", "", "rust", "file:///src/lib.rs"), FAMILIES["plain"]) == "// lib.rs\nlet x = "
     )
     assert build_prompt(Cursor("x = ", "", "python", ""), FAMILIES["plain"]) == "x = "
+
+
+def test_suffix_first_qwen_prompt_grows_only_at_its_tail_while_typing():
+    spm = FAMILIES["qwen-spm"]
+    assert build_prompt(CUR, spm) == "<|fim_prefix|><|fim_suffix|>\n\nprint(f(1))\n<|fim_middle|>def f(x):\n    return "
+    before = build_prompt(cursor_from_snippet("def f(x):\n    retu$0\n\nprint(f(1))\n"), spm)
+    after = build_prompt(cursor_from_snippet("def f(x):\n    return x$0\n\nprint(f(1))\n"), spm)
+    assert after == before + "rn x"  # what was typed, and nothing before it changed
+    psm_before = build_prompt(cursor_from_snippet("def f(x):\n    retu$0\n\nprint(f(1))\n"), FAMILIES["qwen"])
+    assert not build_prompt(
+        cursor_from_snippet("def f(x):\n    return x$0\n\nprint(f(1))\n"), FAMILIES["qwen"]
+    ).startswith(psm_before)
+    assert spm.stop == FAMILIES["qwen"].stop and spm.file_fmt == FAMILIES["qwen"].file_fmt
