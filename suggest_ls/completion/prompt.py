@@ -67,8 +67,9 @@ FAMILIES: dict[str, Template] = {
         file_fmt="<|file_sep|>{path}\n{text}",
         current_fmt="<|file_sep|>{path}\n",
     ),
-    # Qwen2.5-Coder asked suffix-first, in StarCoder's SPM layout (its own tokens): typing at the
-    # cursor changes only the prompt's tail, so the suffix stays cached between keystrokes.
+    # Qwen2.5-Coder asked suffix-first, in StarCoder's SPM layout (its own tokens), its default:
+    # typing at the cursor changes only the prompt's tail, so the suffix stays cached between
+    # keystrokes. "qwen" is its own prefix-first layout (the benchmarks' raw model).
     "qwen-spm": _fim(
         "qwen-spm",
         "{extra}<|fim_prefix|><|fim_suffix|>{suffix}<|fim_middle|>{prefix}",
@@ -93,6 +94,11 @@ FAMILIES: dict[str, Template] = {
 }
 
 
+def own_layout(template: Template) -> Template:
+    """The layout the model family documents for itself (what a raw-model baseline uses)."""
+    return FAMILIES["qwen"] if template.name == "qwen-spm" else template
+
+
 def detect_template(info: ModelInfo, override: str = "") -> Template:
     """Pick the template for a model: the user's override, a FIM family, else the plain code prompt."""
     if override:
@@ -110,7 +116,7 @@ def detect_template(info: ModelInfo, override: str = "") -> Template:
     if pre == "[PREFIX]":
         return FAMILIES["codestral"]
     if pre == "<|fim_prefix|>":
-        return FAMILIES["codegemma" if "gemma" in name else "qwen"]
+        return FAMILIES["codegemma" if "gemma" in name else "qwen-spm"]
     if info.fim_prefix and info.fim_suffix and info.fim_middle:
         return _fim("generic", info.fim_prefix + "{prefix}" + info.fim_suffix + "{suffix}" + info.fim_middle, info.eos)
     return FAMILIES["plain"]

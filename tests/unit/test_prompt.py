@@ -2,7 +2,7 @@ import pytest
 
 from suggest_ls.backends.contract import ModelInfo
 from suggest_ls.completion.context import Chunk, Cursor, cursor_from_snippet
-from suggest_ls.completion.prompt import FAMILIES, RULES, build_prompt, detect_template
+from suggest_ls.completion.prompt import FAMILIES, RULES, build_prompt, detect_template, own_layout
 
 CUR = cursor_from_snippet("def f(x):\n    return $0\n\nprint(f(1))\n")
 
@@ -32,8 +32,8 @@ CUR = cursor_from_snippet("def f(x):\n    return $0\n\nprint(f(1))\n")
                 fim_suffix="<|fim_suffix|>",
                 fim_middle="<|fim_middle|>",
             ),
-            "qwen",
-            "<|fim_prefix|>def f(x):\n    return <|fim_suffix|>\n\nprint(f(1))\n<|fim_middle|>",
+            "qwen-spm",
+            "<|fim_prefix|><|fim_suffix|>\n\nprint(f(1))\n<|fim_middle|>def f(x):\n    return ",
         ),
         (
             ModelInfo(
@@ -142,3 +142,8 @@ def test_suffix_first_qwen_prompt_grows_only_at_its_tail_while_typing():
         cursor_from_snippet("def f(x):\n    return x$0\n\nprint(f(1))\n"), FAMILIES["qwen"]
     ).startswith(psm_before)
     assert spm.stop == FAMILIES["qwen"].stop and spm.file_fmt == FAMILIES["qwen"].file_fmt
+
+
+def test_the_raw_baseline_keeps_the_models_own_layout():
+    assert own_layout(FAMILIES["qwen-spm"]) is FAMILIES["qwen"]
+    assert own_layout(FAMILIES["starcoder"]) is FAMILIES["starcoder"]

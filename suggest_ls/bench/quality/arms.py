@@ -16,7 +16,7 @@ from suggest_ls.backends.models import resolve_model
 from suggest_ls.bench.quality.scoring import Outcome, exact
 from suggest_ls.bench.quality.tasks import Task
 from suggest_ls.completion.deadline import PENDING
-from suggest_ls.completion.prompt import Template, detect_template, fill
+from suggest_ls.completion.prompt import Template, detect_template, fill, own_layout
 from suggest_ls.completion.stats import LINE_FINISHED
 from suggest_ls.harness.client import LspClient
 from suggest_ls.harness.wire import EDITOR_CAPABILITIES, position, server_command
@@ -232,7 +232,7 @@ class RawArm:
         path = resolve_model(self.model).path
         self.engine = Engine(EngineConfig(path, context_size=4096, parallel=1)).start()
         info = await asyncio.wrap_future(self.engine.ready)
-        template = detect_template(info.model)
+        template = own_layout(detect_template(info.model))
         self.template = template if template.fim else None
 
     def prompt(self, task: Task) -> str:
