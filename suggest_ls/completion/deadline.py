@@ -289,7 +289,11 @@ def adoptable(state: DocState, req: CompletionRequest) -> Running | None:
     if req.text[req.offset : req.offset + len(entry.suffix)] != entry.suffix:
         return None
     partial = text_so_far(entry.job)
-    partial = partial.lstrip() if not entry.cursor.line_prefix.strip() else partial
+    line_prefix = entry.cursor.line_prefix
+    if not line_prefix.strip():
+        partial = partial.lstrip()
+    elif line_prefix.endswith((" ", "\t")):  # the model writes the space before its first word (prompt.py)
+        partial = partial.lstrip(" \t")
     if partial and not (partial.startswith(typed) or typed.startswith(partial)):
         return None
     entry.adopted = True

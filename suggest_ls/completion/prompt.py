@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from suggest_ls.backends.contract import ModelInfo
 from suggest_ls.completion.context import Chunk, Cursor
@@ -36,6 +36,9 @@ class Template:
     file_fmt: str = ""
     current_fmt: str = ""
     extra: bool = True
+    # Leave the prefix's trailing spaces and tabs for the model to write (suffix-first layouts
+    # where that was measured, see ``build_prompt``).
+    trim_tail: bool = False
 
 
 def _fim(name: str, fmt: str, *stop: str, file_fmt: str = "", current_fmt: str = "") -> Template:
@@ -70,15 +73,18 @@ FAMILIES: dict[str, Template] = {
     # Qwen2.5-Coder asked suffix-first, in StarCoder's SPM layout (its own tokens), its default:
     # typing at the cursor changes only the prompt's tail, so the suffix stays cached between
     # keystrokes. "qwen" is its own prefix-first layout (the benchmarks' raw model).
-    "qwen-spm": _fim(
-        "qwen-spm",
-        "{extra}<|fim_prefix|><|fim_suffix|>{suffix}<|fim_middle|>{prefix}",
-        "<|endoftext|>",
-        "<|file_sep|>",
-        "<|fim_pad|>",
-        "<|repo_name|>",
-        file_fmt="<|file_sep|>{path}\n{text}",
-        current_fmt="<|file_sep|>{path}\n",
+    "qwen-spm": replace(
+        _fim(
+            "qwen-spm",
+            "{extra}<|fim_prefix|><|fim_suffix|>{suffix}<|fim_middle|>{prefix}",
+            "<|endoftext|>",
+            "<|file_sep|>",
+            "<|fim_pad|>",
+            "<|repo_name|>",
+            file_fmt="<|file_sep|>{path}\n{text}",
+            current_fmt="<|file_sep|>{path}\n",
+        ),
+        trim_tail=True,
     ),
     "codestral": _fim("codestral", "[SUFFIX]{suffix}[PREFIX]{prefix}", "</s>"),
     "codegemma": _fim(
@@ -157,6 +163,13 @@ def build_prompt(cursor: Cursor, template: Template, extra: tuple[Chunk, ...] = 
     prefix = cursor.prefix
     if rendered and "{extra}" not in template.fmt:
         prefix = rendered + prefix
+    if template.trim_tail:
+        # Where the prompt ends with the prefix, trailing spaces and tabs stay for the model to
+        # write: code's tokens carry the space before a word (" x", "   " + " const"), and a
+        # prompt cut after the space asks for a token boundary the model rarely saw (with Qwen at
+        # an indented empty line it mostly ended the line at once). The cleaning drops the
+        # leading whitespace again where the cursor has it.
+        prefix = prefix.rstrip(" \t")
     name = short_path(cursor.path, 1) if cursor.path else ""
     header = f"{comment_marker(cursor.language)} {name}\n" if name else ""
     parts = {"{prefix}": prefix, "{suffix}": cursor.suffix, "{extra}": rendered, "{file}": header}

@@ -33,7 +33,7 @@ CUR = cursor_from_snippet("def f(x):\n    return $0\n\nprint(f(1))\n")
                 fim_middle="<|fim_middle|>",
             ),
             "qwen-spm",
-            "<|fim_prefix|><|fim_suffix|>\n\nprint(f(1))\n<|fim_middle|>def f(x):\n    return ",
+            "<|fim_prefix|><|fim_suffix|>\n\nprint(f(1))\n<|fim_middle|>def f(x):\n    return",
         ),
         (
             ModelInfo(
@@ -133,7 +133,11 @@ def test_plain_prompt_names_the_file_in_the_languages_comment():
 
 def test_suffix_first_qwen_prompt_grows_only_at_its_tail_while_typing():
     spm = FAMILIES["qwen-spm"]
-    assert build_prompt(CUR, spm) == "<|fim_prefix|><|fim_suffix|>\n\nprint(f(1))\n<|fim_middle|>def f(x):\n    return "
+    # the space before the cursor is left for the model to write with its word
+    assert build_prompt(CUR, spm) == "<|fim_prefix|><|fim_suffix|>\n\nprint(f(1))\n<|fim_middle|>def f(x):\n    return"
+    at_indent = cursor_from_snippet("def f(x):\n    $0\n")
+    assert build_prompt(at_indent, spm).endswith("<|fim_middle|>def f(x):\n")
+    assert build_prompt(at_indent, FAMILIES["qwen"]) == "<|fim_prefix|>def f(x):\n    <|fim_suffix|>\n<|fim_middle|>"
     before = build_prompt(cursor_from_snippet("def f(x):\n    retu$0\n\nprint(f(1))\n"), spm)
     after = build_prompt(cursor_from_snippet("def f(x):\n    return x$0\n\nprint(f(1))\n"), spm)
     assert after == before + "rn x"  # what was typed, and nothing before it changed
